@@ -1,0 +1,32 @@
+"""dependable-bench: plan, run and rank every compatible model x debiaser x explainer x evaluator.
+
+Plugin authors need only ``hookimpl`` and the spec types re-exported here.
+"""
+
+from benchmark.hookspecs import hookimpl
+from benchmark.specs import (
+    Dataset,
+    DatasetSpec,
+    DebiaserSpec,
+    Evaluation,
+    EvaluationContext,
+    EvaluatorSpec,
+    ExplainerSpec,
+    ModelSpec,
+    Split,
+    SuiteSpec,
+)
+
+__all__ = [
+    "Dataset",
+    "DatasetSpec",
+    "DebiaserSpec",
+    "Evaluation",
+    "EvaluationContext",
+    "EvaluatorSpec",
+    "ExplainerSpec",
+    "ModelSpec",
+    "Split",
+    "SuiteSpec",
+    "hookimpl",
+]

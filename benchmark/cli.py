@@ -1,0 +1,232 @@
+"""The ``bench`` command: plugins, plan, run, leaderboard, publish.
+
+Bad input (a malformed suite, an unknown name) prints one message and exits with status 2,
+without a traceback; failed jobs make ``bench run`` exit 1 after the whole run has finished.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from benchmark import planner, render
+from benchmark import suite as suite_module
+from benchmark.errors import BenchInputError
+from benchmark.registry import PluginError, Registry
+
+EXIT_INPUT_ERROR = 2
+EXIT_JOBS_FAILED = 1
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("BENCH_HOME", ".bench"))
+
+
+def _input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``BenchInputError`` (and strict-mode plugin errors) into a message and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (BenchInputError, PluginError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(EXIT_INPUT_ERROR)
+
+    return wrapper
+
+
+def _load_registry(warn: bool = True) -> Registry:
+    registry = Registry.load()
+    if warn:
+        for record in registry.broken_plugins():
+            err_console.print(f"[yellow]warning:[/] plugin '{record.name}' "
+                              f"({record.distribution} {record.version}) not loaded: "
+                              f"{record.error}  (see `bench plugins`)")
+    return registry
+
+
+store_option = click.option(
+    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="SQLite results store [default: $BENCH_HOME/results.sqlite, BENCH_HOME=.bench].")
+cache_option = click.option(
+    "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Artifact cache directory [default: $BENCH_HOME/cache].")
+out_option = click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+    default=Path("leaderboards"), show_default=True, help="Where leaderboards are written.")
+suite_option = click.option("--suite", "suite_ref", required=True,
+                            help="Built-in suite name or path to a suite YAML file.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dependable-bench")
+def main() -> None:
+    """Benchmark fairness, explainability and robustness of image classifiers."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List plugins (with load errors) and every component they register."""
+    registry = _load_registry(warn=False)
+    plugin_rows = [{"name": r.name, "distribution": r.distribution, "version": r.version,
+                    "status": r.status, "error": r.error} for r in registry.plugins.values()]
+    components = []
+    for spec in [*registry.all_specs(), *registry.specs("suite")]:
+        record = registry.plugins.get(spec.plugin)
+        components.append({
+            "kind": spec.kind, "name": spec.name,
+            "version": getattr(spec, "version", ""),
+            "description": spec.description, "plugin": spec.plugin,
+            "distribution": spec.distribution,
+            "distribution_version": record.version if record else "",
+            "provides": sorted(getattr(spec, "provides", ())),
+            "requires": sorted(getattr(spec, "requires", ())),
+            "params": dict(getattr(spec, "params", {})),
+            "status": "loaded",
+        })
+    if as_json:
+        click.echo(json.dumps({"plugins": plugin_rows, "components": components}, indent=2,
+                              default=str))
+        return
+    console = Console(highlight=False)
+    table = Table(title="plugins")
+    for column in ("name", "distribution", "version", "status", "error"):
+        table.add_column(column, overflow="fold")
+    for row in plugin_rows:
+        style = {"error": "red", "disabled": "dim"}.get(row["status"], "")
+        table.add_row(*(str(row[c]) for c in ("name", "distribution", "version", "status",
+                                              "error")), style=style)
+    console.print(table)
+    table = Table(title="components")
+    for column in ("kind", "name", "version", "distribution", "provides", "requires",
+                   "description"):
+        table.add_column(column, overflow="fold")
+    for c in components:
+        table.add_row(c["kind"], c["name"], c["version"],
+                      f"{c['distribution']} {c['distribution_version']}",
+                      ", ".join(c["provides"]), ", ".join(c["requires"]), c["description"])
+    console.print(table)
+
+
+@main.command()
+@suite_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_input_errors
+def plan(suite_ref: str, as_json: bool) -> None:
+    """Show the jobs a suite expands to and why each skipped combination is skipped."""
+    registry = _load_registry()
+    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    if as_json:
+        click.echo(json.dumps({
+            "suite": the_plan.suite.name,
+            "jobs": [job.record() for job in the_plan.jobs],
+            "skipped": [{"combination": skip.describe(), "reason": skip.reason}
+                        for skip in the_plan.skipped],
+        }, indent=2, default=str))
+        return
+    click.echo(f"suite '{the_plan.suite.name}': {len(the_plan.jobs)} jobs, "
+               f"{len(the_plan.skipped)} skipped combinations")
+    for job in the_plan.jobs:
+        click.echo(f"  run   {job.describe()}")
+    for skip in the_plan.skipped:
+        click.echo(f"  skip  {skip.describe()}: {skip.reason}")
+
+
+@main.command()
+@suite_option
+@store_option
+@cache_option
+@out_option
+@click.option("--rerun", is_flag=True,
+              help="Run every job again even if the store has its result (models stay cached).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (per-job lines only).")
+@_input_errors
+def run(suite_ref: str, store_path: Path | None, cache_dir: Path | None, out_dir: Path,
+        rerun: bool, no_progress: bool) -> None:
+    """Run every job of a suite that the store does not have yet, then write its leaderboard."""
+    from benchmark.cache import ArtifactCache
+    from benchmark.leaderboard import aggregate
+    from benchmark.runner import Runner
+    from benchmark.store import Store
+
+    registry = _load_registry()
+    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    if not the_plan.jobs:
+        raise BenchInputError(f"suite '{the_plan.suite.name}' plans no jobs; "
+                              "`bench plan` shows why each combination is skipped")
+    with Store(store_path or _home() / "results.sqlite") as store:
+        runner = Runner(registry, store, ArtifactCache(cache_dir or _home() / "cache"),
+                        console=err_console, rerun=rerun, show_progress=not no_progress)
+        summary = runner.run(the_plan)
+        target = render.write(aggregate(the_plan, store), out_dir,
+                              the_plan.suite.model.leaderboard.columns)
+    err_console.print(
+        f"jobs: {summary.total} planned, {summary.ran} run, {summary.cached} cache hits "
+        f"(results already in the store), {summary.failed} failed; models: "
+        f"{summary.models_trained} trained, {summary.model_cache_hits} cache hits; "
+        f"{summary.duration_s:.1f} s")
+    err_console.print(f"leaderboard: {target / 'README.md'}")
+    if summary.failed:
+        err_console.print(f"[bold red]{summary.failed} job(s) failed:[/]")
+        for description, error in summary.failures:
+            err_console.print(f"  {description}: {error}")
+        sys.exit(EXIT_JOBS_FAILED)
+
+
+@main.command()
+@suite_option
+@store_option
+@out_option
+@_input_errors
+def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
+    """Re-render a suite's leaderboard from the store (nothing is run)."""
+    from benchmark.leaderboard import aggregate
+    from benchmark.store import Store
+
+    registry = _load_registry()
+    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    path = store_path or _home() / "results.sqlite"
+    if not path.is_file():
+        raise BenchInputError("no results store here; run `bench run` first", where=str(path))
+    with Store(path) as store:
+        target = render.write(aggregate(the_plan, store), out_dir,
+                              the_plan.suite.model.leaderboard.columns)
+    click.echo(str(target / "README.md"))
+
+
+@main.command()
+@store_option
+@out_option
+@click.option("--suite", "suite_refs", multiple=True,
+              help="Suites to publish [default: every built-in suite with results].")
+@_input_errors
+def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...]) -> None:
+    """Re-render the leaderboards of every suite that has results in the store."""
+    from benchmark.leaderboard import aggregate
+    from benchmark.store import Store
+
+    registry = _load_registry()
+    path = store_path or _home() / "results.sqlite"
+    if not path.is_file():
+        raise BenchInputError("no results store here; run `bench run` first", where=str(path))
+    with Store(path) as store:
+        ran = set(store.runs()["suite"])
+        refs = list(suite_refs) or [n for n in registry.names("suite") if n in ran]
+        for ref in refs:
+            the_plan = planner.expand(suite_module.load(ref, registry))
+            target = render.write(aggregate(the_plan, store), out_dir,
+                                  the_plan.suite.model.leaderboard.columns)
+            click.echo(str(target / "README.md"))

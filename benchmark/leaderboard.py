@@ -1,0 +1,121 @@
+"""Stored results -> aggregated, ranked leaderboard tables (mean ± std over seeds).
+
+A leaderboard is regenerated from the store only, never edited by hand. Its cells are the
+planned combinations of the suite, so a combination that failed or never ran shows up as a
+failed or missing cell instead of silently disappearing (DomainBed's silent skips produced
+confusing blanks, facebookresearch/DomainBed#75 and #127).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmark.planner import Job, Plan
+from benchmark.specs import KINDS
+from benchmark.store import Store
+
+ROW_KINDS = ("model", "debiaser", "explainer", "evaluator")
+"""What identifies a leaderboard row within a dataset (the dataset partitions the tables)."""
+
+
+@dataclass
+class Leaderboard:
+    """Aggregated cells plus what is needed to render them."""
+
+    suite_name: str
+    description: str
+    cells: pd.DataFrame
+    """One row per (combination, metric): mean, std (ddof=1), n, n_failed, n_missing, rank."""
+    primary: dict[str, tuple[str, str]]
+    """Per dataset label: (primary metric, direction)."""
+    failures: pd.DataFrame
+    """One row per failed job: components, seed, error."""
+    runs: pd.DataFrame
+    """The store's runs of this suite (for versions and dates)."""
+
+
+def _combo(job: Job) -> tuple[str, ...]:
+    labels = job.labels()
+    return tuple(labels[k] or "" for k in KINDS)
+
+
+def _direction(plan: Plan, metric: str, override: str | None) -> str:
+    if override:
+        return override
+    for evaluator in plan.suite.components["evaluator"]:
+        if metric in evaluator.spec.directions:
+            return evaluator.spec.directions[metric]
+    return "higher"
+
+
+def aggregate(plan: Plan, store: Store) -> Leaderboard:
+    """Mean, std (ddof=1) and n over seeds for every planned cell and metric; rank rows."""
+    definition = plan.suite.model.leaderboard
+    results = store.results(job.key for job in plan.jobs)
+    by_key = {key: frame for key, frame in results.groupby("job_key")}
+
+    expected: dict[tuple[str, ...], list[Job]] = defaultdict(list)
+    for job in plan.jobs:
+        expected[_combo(job)].append(job)
+
+    rows, failure_rows = [], []
+    for combo, jobs in expected.items():
+        values: dict[str, list[float]] = defaultdict(list)
+        n_failed = n_missing = 0
+        for job in jobs:
+            frame = by_key.get(job.key)
+            if frame is None:
+                n_missing += 1
+                continue
+            if frame["status"].iloc[0] == "failed":
+                n_failed += 1
+                failure_rows.append({**dict(zip(KINDS, combo, strict=True)), "seed": job.seed,
+                                     "error": frame["error"].iloc[0]})
+                continue
+            for metric, value in zip(frame["metric"], frame["value"], strict=True):
+                values[metric].append(float(value))
+        metrics = list(values) or list(jobs[0].evaluator.spec.directions)
+        for metric in metrics:
+            vals = np.asarray(values.get(metric, []), dtype=float)
+            rows.append({
+                **dict(zip(KINDS, combo, strict=True)), "metric": metric,
+                "direction": jobs[0].evaluator.spec.directions.get(metric, "higher"),
+                "mean": vals.mean() if vals.size else np.nan,
+                "std": vals.std(ddof=1) if vals.size > 1 else np.nan,
+                "n": int(vals.size), "n_expected": len(jobs),
+                "n_failed": n_failed, "n_missing": n_missing,
+            })
+    cells = pd.DataFrame(rows, columns=[*KINDS, "metric", "direction", "mean", "std", "n",
+                                        "n_expected", "n_failed", "n_missing"])
+
+    primary: dict[str, tuple[str, str]] = {}
+    for dataset in plan.suite.components["dataset"]:
+        metric = definition.metric_by_dataset.get(dataset.label, definition.metric)
+        primary[dataset.label] = (metric, _direction(plan, metric, definition.direction))
+    cells["rank"] = _rank(cells, primary)
+
+    runs = store.runs()
+    runs = runs[runs["suite"] == plan.suite.name]
+    failures = pd.DataFrame(failure_rows, columns=[*KINDS, "seed", "error"])
+    return Leaderboard(plan.suite.name, plan.suite.model.description, cells, primary,
+                       failures, runs)
+
+
+def _rank(cells: pd.DataFrame, primary: dict[str, tuple[str, str]]) -> pd.Series:
+    """Dense rank of each row within its dataset by the primary metric's mean (1 = best).
+
+    Rows whose primary metric has no value (all seeds failed or missing) get no rank.
+    """
+    rank = pd.Series(np.nan, index=cells.index, dtype=float)
+    for dataset, (metric, direction) in primary.items():
+        in_dataset = cells["dataset"] == dataset
+        scores = cells[in_dataset & (cells["metric"] == metric)]
+        scores = scores.set_index(list(ROW_KINDS))["mean"].dropna()
+        ranks = scores.rank(ascending=(direction == "lower"), method="min")
+        row_keys = cells.loc[in_dataset, list(ROW_KINDS)].apply(tuple, axis=1)
+        rank.loc[in_dataset] = row_keys.map(ranks.to_dict()).to_numpy(dtype=float)
+    return rank

@@ -1,0 +1,221 @@
+"""Plugin loading and the name -> spec look-up the rest of the core uses.
+
+Entry points of group ``bench`` are loaded one at a time, each in its own ``try``: a plugin that
+fails to import or to register is recorded with its error and the others still load (users of
+``llm`` asked for this after one broken plugin broke every command, simonw/llm#1280). Hooks are
+called plugin by plugin for the same reason, so every error names its plugin.
+
+Environment variables:
+
+* ``BENCH_LOAD_PLUGINS``: comma-separated entry-point names; only these load (allow-list).
+* ``BENCH_DISABLE_PLUGINS``: comma-separated entry-point names that never load (block-list).
+* ``BENCH_STRICT_PLUGINS=1``: re-raise the first plugin error instead of recording it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pluggy
+
+from benchmark import hookspecs
+from benchmark.errors import BenchInputError
+from benchmark.specs import KINDS, SPEC_TYPES, ComponentSpec, SuiteSpec
+
+ENTRY_POINT_GROUP = "bench"
+_REGISTER_HOOKS = {
+    "dataset": "bench_register_datasets",
+    "model": "bench_register_models",
+    "debiaser": "bench_register_debiasers",
+    "explainer": "bench_register_explainers",
+    "evaluator": "bench_register_evaluators",
+    "suite": "bench_register_suites",
+}
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """One plugin as ``bench plugins`` reports it."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str
+    """``loaded``, ``error`` (import or registration failed) or ``disabled`` (by env var)."""
+    error: str = ""
+
+
+class PluginError(RuntimeError):
+    """Raised in strict mode instead of recording a broken plugin."""
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("BENCH_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"}
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A fresh manager with our hookspecs; never a global created at import time."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class Registry:
+    """Loaded plugins and every component spec they registered, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self.plugins: dict[str, PluginRecord] = {}
+        self._specs: dict[str, dict[str, Any]] = {kind: {} for kind in _REGISTER_HOOKS}
+        self._dist_of: dict[str, tuple[str, str]] = {}
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, extra_plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True
+    ) -> Registry:
+        """Load entry-point plugins (and ``extra_plugins`` given as ``(name, module)``).
+
+        ``extra_plugins`` is how tests and embedding applications add a plugin for one
+        registry without installing a distribution.
+        """
+        registry = cls(make_plugin_manager())
+        if entry_points:
+            registry._load_entry_points()
+        for name, plugin in extra_plugins:
+            registry._add(name, plugin, distribution="(in-process)", version="")
+        registry._collect_specs()
+        return registry
+
+    def _fail(self, name: str, dist: str, version: str, exc: BaseException, what: str) -> None:
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        self.plugins[name] = PluginRecord(name, dist, version, "error", message)
+        if _strict():
+            raise PluginError(f"plugin '{name}' ({dist} {version}) {message}") from exc
+
+    def _load_entry_points(self) -> None:
+        allow = _env_names("BENCH_LOAD_PLUGINS")
+        block = _env_names("BENCH_DISABLE_PLUGINS") or set()
+        seen: set[tuple[str, str]] = set()
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "(unknown)"
+            version = ep.dist.version if ep.dist else ""
+            if (ep.name, ep.value) in seen:  # the same distribution found twice on sys.path
+                continue
+            seen.add((ep.name, ep.value))
+            if ep.name in block or (allow is not None and ep.name not in allow):
+                self.plugins[ep.name] = PluginRecord(ep.name, dist, version, "disabled")
+                continue
+            if ep.name in self.plugins:
+                other = self.plugins[ep.name].distribution
+                self._fail(
+                    ep.name, dist, version,
+                    ValueError(f"entry-point name '{ep.name}' is also used by {other}"),
+                    "not loaded",
+                )
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._fail(ep.name, dist, version, exc, "failed to import")
+                continue
+            self._add(ep.name, plugin, dist, version)
+
+    def _add(self, name: str, plugin: object, distribution: str, version: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # pluggy validates hook names and signatures here
+            self._fail(name, distribution, version, exc, "failed to register")
+            return
+        self.plugins[name] = PluginRecord(name, distribution, version, "loaded")
+        self._dist_of[name] = (distribution, version)
+
+    def _collect_specs(self) -> None:
+        """Call each registration hook plugin by plugin, so an error names its plugin."""
+        for kind, hook_name in _REGISTER_HOOKS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in hook.get_hookimpls():  # registration order
+                plugin_name = impl.plugin_name
+                try:
+                    impl.function(register=self._register_callback(kind, plugin_name))
+                except Exception as exc:
+                    dist, version = self._dist_of.get(plugin_name, ("", ""))
+                    self._fail(plugin_name, dist, version, exc, f"{hook_name} raised")
+
+    def _register_callback(self, kind: str, plugin_name: str):
+        expected = SPEC_TYPES[kind]
+        dist, dist_version = self._dist_of.get(plugin_name, ("", ""))
+
+        def register(spec: ComponentSpec | SuiteSpec) -> None:
+            if not isinstance(spec, expected):
+                raise TypeError(
+                    f"{_REGISTER_HOOKS[kind]} must register {expected.__name__} objects, "
+                    f"got {type(spec).__name__}"
+                )
+            existing = self._specs[kind].get(spec.name)
+            if existing is not None:
+                raise ValueError(
+                    f"{kind} '{spec.name}' is registered by both plugin '{existing.plugin}' "
+                    f"and plugin '{plugin_name}'"
+                )
+            stamp: dict[str, str] = {"plugin": plugin_name, "distribution": dist}
+            if isinstance(spec, ComponentSpec) and not spec.version:
+                stamp["version"] = dist_version or "0"
+            self._specs[kind][spec.name] = replace(spec, **stamp)
+
+        return register
+
+    # -- look-up ------------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self._specs[kind])
+
+    def specs(self, kind: str) -> list[Any]:
+        """Registered specs of one kind, sorted by name."""
+        return [self._specs[kind][n] for n in self.names(kind)]
+
+    def all_specs(self) -> list[ComponentSpec]:
+        """Every component spec in pipeline order (datasets first, evaluators last)."""
+        return [spec for kind in KINDS for spec in self.specs(kind)]
+
+    def get(self, kind: str, name: str, where: str = "") -> Any:
+        """The spec called ``name``, or a ``BenchInputError`` with a did-you-mean suggestion."""
+        try:
+            return self._specs[kind][name]
+        except KeyError:
+            raise BenchInputError(
+                f"unknown {kind} '{name}'" + suggest(name, self.names(kind)),
+                where=where,
+            ) from None
+
+    def broken_plugins(self) -> list[PluginRecord]:
+        return [p for p in self.plugins.values() if p.status == "error"]
+
+    def plugin_version(self, plugin_name: str) -> str:
+        return self.plugins[plugin_name].version if plugin_name in self.plugins else ""
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or a list of what exists."""
+    candidates = sorted(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if candidates:
+        shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
+        return f" (known: {shown})"
+    return " (none are registered)"

@@ -1,0 +1,113 @@
+"""Leaderboard -> Markdown: one ranked table per dataset, failures listed, provenance stated.
+
+Every number states its spread and sample size (``mean ± std (n)``, std with ddof=1 over
+seeds), every column its direction (↑ higher is better, ↓ lower), and every cell that failed
+or never ran says so instead of staying blank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from benchmark.leaderboard import ROW_KINDS, Leaderboard
+
+ARROWS = {"higher": "↑", "lower": "↓"}
+
+
+def _cell(row: pd.Series) -> str:
+    parts = []
+    if row["n"]:
+        std = "" if math.isnan(row["std"]) else f" ± {row['std']:.4f}"
+        parts.append(f"{row['mean']:.4f}{std} (n={row['n']})")
+    if row["n_failed"]:
+        parts.append(f"**FAILED {row['n_failed']}/{row['n_expected']}**")
+    if row["n_missing"]:
+        parts.append(f"*missing {row['n_missing']}/{row['n_expected']}*")
+    return " ".join(parts) or "—"
+
+
+def _columns(cells: pd.DataFrame, wanted: list[str]) -> list[str]:
+    metrics = list(dict.fromkeys(cells["metric"]))
+    if wanted:
+        return [m for m in wanted if m in metrics]
+    return metrics
+
+
+def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
+    cells = lb.cells[lb.cells["dataset"] == dataset]
+    metric, direction = lb.primary[dataset]
+    columns = _columns(cells, wanted)
+    if metric in columns:
+        columns.remove(metric)
+    columns.insert(0, metric)
+    row_kinds = [k for k in ROW_KINDS if (cells[k] != "").any()]
+    directions = dict(zip(cells["metric"], cells["direction"], strict=False))
+
+    rows = []
+    for keys, group in cells.groupby(row_kinds, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        by_metric = {r["metric"]: r for _, r in group.iterrows()}
+        rank = group["rank"].dropna()
+        rows.append({
+            "rank": int(rank.iloc[0]) if len(rank) else None,
+            "cells": [*keys, *(_cell(by_metric[m]) if m in by_metric else "—" for m in columns)],
+        })
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
+
+    header = ["rank", *row_kinds,
+              *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns)]
+    lines = [
+        f"### {dataset}",
+        "",
+        f"Ranked by **{metric}** ({direction} is better).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for row in rows:
+        rank = str(row["rank"]) if row["rank"] is not None else "–"
+        lines.append("| " + " | ".join([rank, *row["cells"]]) + " |")
+    return "\n".join(lines)
+
+
+def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "") -> str:
+    """The whole ``README.md`` of ``leaderboards/<suite>/``."""
+    parts = [f"# Leaderboard: `{lb.suite_name}`", ""]
+    if lb.description:
+        parts += [lb.description.strip(), ""]
+    parts += [
+        f"Reproduce with `{command or f'bench run --suite {lb.suite_name}'}`. "
+        "Generated from the results store by `bench leaderboard`; do not edit by hand.",
+        "",
+        "Cells show mean ± standard deviation over seeds (ddof=1) and n, the number of seeds "
+        "that produced a value. ↑ higher is better, ↓ lower is better. "
+        "**FAILED k/n**: k seeds raised an error (listed below); *missing k/n*: k seeds have "
+        "not run yet.",
+        "",
+    ]
+    for dataset in lb.primary:
+        parts += [_dataset_table(lb, dataset, columns or []), ""]
+    if len(lb.failures):
+        parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
+        for _, failure in lb.failures.iterrows():
+            job = " / ".join(str(failure[k]) for k in ("dataset", *ROW_KINDS) if failure[k])
+            error = str(failure["error"]).replace("|", "\\|").replace("\n", " ")
+            parts.append(f"| {job} | {failure['seed']} | {error} |")
+        parts.append("")
+    if len(lb.runs):
+        last = lb.runs.iloc[-1]
+        versions = json.loads(last["versions"])
+        machine = json.loads(last["machine"])
+        parts += [
+            "## Provenance",
+            "",
+            f"Last run {last['run_id']} started {last['started_at']} on {machine['platform']} "
+            f"({machine['processor']}, {machine['torch_threads']} torch threads).",
+            "",
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
+            "",
+        ]
+    return "\n".join(parts)

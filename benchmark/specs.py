@@ -1,0 +1,236 @@
+"""The data a plugin hands to the core, and the data the core hands back to plugins.
+
+A plugin never subclasses a core class: it calls ``register(SomeSpec(...))`` with a frozen
+dataclass that says what the component is, what it provides and requires (capability tags
+the planner reasons over) and a factory the runner calls. Keeping these types in one small
+module means a plugin author reads one page to know every contract.
+
+Factory contracts (the runner checks what it can and fails the job, never the run):
+
+* dataset:   ``factory(**params) -> Dataset``
+* model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits
+* debiaser:  ``factory(model, data: Split, *, seed: int, **params) -> torch.nn.Module``; it
+  trains ``model`` (or what ``prepare`` built) and returns it
+* explainer: ``factory(model, x, target, **params) -> Tensor`` of shape ``(N, 1 or C, H, W)``
+* evaluator: ``factory(context: EvaluationContext, **params) -> Evaluation``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+KINDS: tuple[str, ...] = ("dataset", "model", "debiaser", "explainer", "evaluator")
+"""Component kinds in pipeline order; a job holds at most one of each."""
+
+Direction = Literal["higher", "lower"]
+
+
+def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What every component declares. Subclasses only fix ``kind`` and add kind-specific fields."""
+
+    kind: ClassVar[str] = ""
+
+    name: str
+    """Unique name within its kind; what a suite refers to (``seed-cnn``, ``mnist``)."""
+    factory: Callable[..., Any]
+    """Builds the component; its signature depends on the kind (see the module docstring)."""
+    description: str = ""
+    """One line shown by ``bench plugins``."""
+    version: str = ""
+    """Component version; part of every cache key. Empty means the providing distribution's."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Default parameters; a suite may override any of them, and only them."""
+    provides: frozenset[str] = frozenset()
+    """Capability tags this component brings to a combination (``conv``, ``groups``, ...)."""
+    requires: frozenset[str] = frozenset()
+    """Tags some other component of the combination must provide for this one to run."""
+    plugin: str = ""
+    """Name of the plugin that registered the spec; stamped by the registry."""
+    distribution: str = ""
+    """Distribution (``pip`` package) that ships the plugin; stamped by the registry."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"{self.kind} spec needs a non-empty string name, got {self.name!r}")
+        if not callable(self.factory):
+            raise TypeError(f"{self.kind} '{self.name}': factory must be callable")
+        object.__setattr__(self, "params", _freeze(self.params))
+        object.__setattr__(self, "provides", frozenset(self.provides))
+        object.__setattr__(self, "requires", frozenset(self.requires))
+
+
+@dataclass(frozen=True)
+class DatasetSpec(ComponentSpec):
+    """A dataset. Typical tags provided: ``images``, ``groups``, ``object_mask``, ``bam``."""
+
+    kind: ClassVar[str] = "dataset"
+
+
+@dataclass(frozen=True)
+class ModelSpec(ComponentSpec):
+    """A model architecture. Typical tags provided: ``differentiable``, ``conv``."""
+
+    kind: ClassVar[str] = "model"
+    target_layer: str = ""
+    """Name (``model.get_submodule`` path) of the last conv layer, for CAM explainers."""
+
+
+@dataclass(frozen=True)
+class DebiaserSpec(ComponentSpec):
+    """A training procedure; ``none`` is plain ERM. Supervised ones require ``groups``."""
+
+    kind: ClassVar[str] = "debiaser"
+    prepare: Callable[..., Any] | None = None
+    """Optional ``prepare(model, num_classes, **params) -> nn.Module``: the architecture the
+    debiaser trains when it is not the bare model (extra heads, a bias branch). The runner calls
+    it both before training and before loading cached weights, so the weights always fit."""
+
+
+@dataclass(frozen=True)
+class ExplainerSpec(ComponentSpec):
+    """An attribution method. Provides ``explainer`` implicitly (see ``all_provides``)."""
+
+    kind: ClassVar[str] = "explainer"
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec(ComponentSpec):
+    """Something that turns a trained model (and maybe an explainer) into numbers."""
+
+    kind: ClassVar[str] = "evaluator"
+    directions: Mapping[str, Direction] = field(default_factory=dict)
+    """``metric -> "higher" | "lower"``: which way is better, for ranking and table headers."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = {m: d for m, d in self.directions.items() if d not in ("higher", "lower")}
+        if bad:
+            raise ValueError(f"evaluator '{self.name}': directions must be higher/lower: {bad}")
+        object.__setattr__(self, "directions", _freeze(self.directions))
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A built-in suite: YAML text a plugin ships (usually read with importlib.resources)."""
+
+    kind: ClassVar[str] = "suite"
+    name: str
+    yaml_text: str
+    source: str = ""
+    """Where the text came from, for error messages (a path or ``package:resource``)."""
+    description: str = ""
+    plugin: str = ""
+    distribution: str = ""
+
+
+SPEC_TYPES: dict[str, type] = {
+    "dataset": DatasetSpec,
+    "model": ModelSpec,
+    "debiaser": DebiaserSpec,
+    "explainer": ExplainerSpec,
+    "evaluator": EvaluatorSpec,
+    "suite": SuiteSpec,
+}
+
+
+def all_provides(spec: ComponentSpec) -> frozenset[str]:
+    """Tags a spec provides, plus the implicit one for explainers (so evaluators can ask)."""
+    if isinstance(spec, ExplainerSpec):
+        return spec.provides | {"explainer"}
+    return spec.provides
+
+
+# --------------------------------------------------------------------------------------------
+# What flows between stages at run time.
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: images in [0, 1], labels, and optional per-sample metadata."""
+
+    x: torch.Tensor
+    """``float32 (N, C, H, W)`` in [0, 1]."""
+    y: torch.Tensor
+    """``int64 (N,)`` class indices."""
+    groups: torch.Tensor | None = None
+    """``int64 (N,)`` bias / sensitive attribute per sample, if the dataset provides ``groups``."""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """Further per-sample metadata by capability (``object_mask``, ``bam`` labels, ...)."""
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset: fixed train / test splits plus what models need to adapt to it."""
+
+    train: Split
+    test: Split
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image: what a model factory needs to adapt its layers."""
+        c, h, w = self.train.x.shape[1:]
+        return (int(c), int(h), int(w))
+
+
+@dataclass
+class Evaluation:
+    """What an evaluator returns: scalar metrics, plus optional arrays and figures.
+
+    ``metrics`` must be finite floats: a NaN or inf fails the job rather than reaching a
+    leaderboard. ``arrays`` (confusion matrices, per-class values, curves) are stored as JSON
+    beside the metrics. ``figures`` maps a file name to a matplotlib figure the leaderboard
+    writer saves next to the table.
+    """
+
+    metrics: dict[str, float]
+    arrays: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first metric that is not a finite number."""
+        if not self.metrics:
+            raise ValueError("evaluator returned no metrics")
+        for name, value in self.metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"metric '{name}' is {type(value).__name__}, not a number")
+            if not math.isfinite(value):
+                raise ValueError(f"metric '{name}' is not finite ({value})")
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """Everything an evaluator may use for one job.
+
+    ``train`` retrains the job's model with its debiaser on other data (ROAR/KAR, data
+    randomisation) through the same content-addressed cache as the main training, so a rerun
+    retrains nothing. ``explain`` is ``None`` unless the evaluator requires ``explainer``.
+    """
+
+    dataset: Dataset
+    model: torch.nn.Module
+    model_spec: ModelSpec
+    seed: int
+    train: Callable[..., torch.nn.Module]
+    """``train(split, *, seed) -> trained model`` for the job's model + debiaser."""
+    explain: Callable[..., torch.Tensor] | None = None
+    """``explain(model, x, target) -> attributions``, validated, for the job's explainer."""
+    explainer_spec: ExplainerSpec | None = None
+    cache_dir: str = ""
+    """A directory evaluators may use for their own content-addressed artifacts."""

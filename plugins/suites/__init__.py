@@ -1,0 +1,20 @@
+"""Built-in suites, shipped as YAML files next to this module and registered by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from benchmark.hookspecs import hookimpl
+from benchmark.specs import SuiteSpec
+
+SUITES = {
+    "smoke": "Real training on real MNIST and scikit-learn digits: the first end-to-end slice.",
+}
+
+
+@hookimpl
+def bench_register_suites(register) -> None:
+    for name, description in SUITES.items():
+        resource = resources.files(__package__) / f"{name}.yaml"
+        register(SuiteSpec(name=name, yaml_text=resource.read_text(encoding="utf-8"),
+                           source=f"{__package__}/{name}.yaml", description=description))
