@@ -214,7 +214,9 @@ def parse(text: str, source: str, registry: Registry) -> Suite:
 
 
 def _explain_validation(exc: ValidationError, node: yaml.Node, source: str) -> BenchInputError:
-    error = exc.errors()[0]
+    # A typo'd field also makes the real one "missing": report the typo, which explains both.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
     loc = [part for part in error["loc"] if not _is_union_tag(part)]
     field = _dotted(loc)
     if error["type"] == "extra_forbidden":
@@ -226,7 +228,7 @@ def _explain_validation(exc: ValidationError, node: yaml.Node, source: str) -> B
         message = f"field '{field}': {error['msg']}"
         if "input" in error and not isinstance(error["input"], dict | list):
             message += f" (got {error['input']!r})"
-    more = len(exc.errors()) - 1
+    more = len(errors) - 1
     if more:
         message += f" [and {more} more problem{'s' if more > 1 else ''}]"
     return BenchInputError(message, where=source, line=_line_of(node, loc))

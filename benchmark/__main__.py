@@ -1,0 +1,5 @@
+"""``python -m benchmark`` is ``bench``."""
+
+from benchmark.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Shared test helpers: a registry with the toy plugin, fake distributions, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchmark.registry import Registry
+from tests import toy_plugin
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def toy_registry() -> Registry:
+    """Real entry points plus the toy plugin registered in-process for this test only."""
+    return Registry.load(extra_plugins=[("toy", toy_plugin)])
+
+
+def write_distribution(root: Path, name: str, version: str, entry_points: dict[str, str],
+                       modules: dict[str, str]) -> Path:
+    """A fake installed distribution on ``root``: a dist-info with entry points, plus modules.
+
+    This is what pip leaves behind, so ``importlib.metadata`` finds it exactly like an
+    installed third-party plugin once ``root`` is on ``sys.path`` / ``PYTHONPATH``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    dist_info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = ["[bench]", *(f"{ep} = {target}" for ep, target in entry_points.items())]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, source in modules.items():
+        path = root / f"{module.replace('.', '/')}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return root
+
+
+def bench(*args: str, cwd: Path, extra_path: list[Path] | None = None,
+          env: dict[str, str] | None = None, timeout: float = 600
+          ) -> subprocess.CompletedProcess[str]:
+    """Run the real ``bench`` CLI in a subprocess (fresh interpreter, real entry points)."""
+    full_env = {**os.environ, "CI": "true", "COLUMNS": "200", **(env or {})}
+    paths = [str(p) for p in (extra_path or [])] + [str(REPO)]
+    if full_env.get("PYTHONPATH"):
+        paths.append(full_env["PYTHONPATH"])
+    full_env["PYTHONPATH"] = os.pathsep.join(paths)
+    full_env.setdefault("BENCH_HOME", str(cwd / ".bench"))
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -1,0 +1,80 @@
+"""Leaderboard: mean/std(ddof=1)/n over seeds, ranking by direction, failed and missing cells."""
+
+import textwrap
+
+import numpy as np
+from rich.console import Console
+
+from benchmark import planner, render
+from benchmark import suite as suite_module
+from benchmark.cache import ArtifactCache
+from benchmark.leaderboard import aggregate
+from benchmark.runner import Runner
+from benchmark.store import Store
+
+SUITE = """\
+name: lb-test
+datasets: [toy-bars]
+models: [toy-linear]
+debiasers:
+  - {name: toy-sgd, label: short, params: {steps: 2, lr: 0.05}}
+  - {name: toy-sgd, label: long, params: {steps: 40}}
+evaluators: [toy-accuracy, toy-explode]
+seeds: [0, 1, 2]
+leaderboard: {metric: accuracy}
+"""
+
+
+def run_suite(registry, tmp_path, text=SUITE, seeds_to_run=None):
+    suite = suite_module.parse(textwrap.dedent(text), "s.yaml", registry)
+    plan = planner.expand(suite)
+    store = Store(tmp_path / "r.sqlite")
+    partial = planner.Plan(suite, [j for j in plan.jobs
+                                   if seeds_to_run is None or j.seed in seeds_to_run])
+    Runner(registry, store, ArtifactCache(tmp_path / "c"), show_progress=False,
+           console=Console(file=open("/dev/null", "w"))).run(partial)
+    return plan, store
+
+
+def test_aggregate_matches_numpy_and_ranks_by_direction(toy_registry, tmp_path):
+    plan, store = run_suite(toy_registry, tmp_path)
+    board = aggregate(plan, store)
+    results = store.results().query("metric == 'accuracy'")
+    cells = board.cells.set_index(["debiaser", "metric"])
+    for label in ("short", "long"):
+        values = results[results["debiaser"] == label]["value"].to_numpy()
+        cell = cells.loc[(label, "accuracy")]
+        assert cell["n"] == 3 and len(values) == 3
+        assert np.isclose(cell["mean"], values.mean())
+        assert np.isclose(cell["std"], values.std(ddof=1))
+    long_acc, short_acc = (cells.loc[(d, "accuracy"), "mean"] for d in ("long", "short"))
+    assert long_acc > short_acc  # 40 steps beat 2 tiny steps
+    ranked = board.cells[board.cells["metric"] == "accuracy"].set_index("debiaser")["rank"]
+    assert ranked["long"] == 1 and ranked["short"] == 2
+    # the always-failing evaluator still has its cells, marked failed, never dropped
+    failed = board.cells[board.cells["evaluator"] == "toy-explode"]
+    assert set(failed["n_failed"]) == {3} and set(failed["n"]) == {0}
+    assert len(board.failures) == 6
+
+
+def test_lower_is_better_flips_the_ranking(toy_registry, tmp_path):
+    plan, store = run_suite(toy_registry, tmp_path,
+                            SUITE.replace("{metric: accuracy}",
+                                          "{metric: accuracy, direction: lower}"))
+    ranked = aggregate(plan, store).cells.query("metric == 'accuracy'").set_index("debiaser")
+    assert ranked.loc["short", "rank"] == 1 and ranked.loc["long", "rank"] == 2
+
+
+def test_markdown_and_csv_show_failed_and_missing_cells(toy_registry, tmp_path):
+    plan, store = run_suite(toy_registry, tmp_path, seeds_to_run={0, 1})
+    board = aggregate(plan, store)
+    target = render.write(board, tmp_path / "leaderboards")
+    text = (target / "README.md").read_text()
+    assert "*missing 1/3*" in text
+    assert "**FAILED 2/3**" in text
+    assert "accuracy ↑" in text
+    assert "evaluator exploded on purpose" in text  # the failures section names the error
+    assert "(n=2)" in text
+    csv = (target / "results.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,model,debiaser,explainer,evaluator,metric,direction,mean")
+    assert len(csv) == 1 + 2 * 2  # (accuracy, x) x (short, long)

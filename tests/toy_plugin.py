@@ -1,0 +1,120 @@
+"""A small, fast, real plugin for core tests: a generated dataset, a linear model, a few SGD
+steps, and components that break their contracts on purpose (to test job isolation).
+
+It is registered in-process (``Registry.load(extra_plugins=[("toy", toy_plugin)])``) or
+through a fake distribution's entry point, exactly like a third-party plugin.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark import (
+    Dataset,
+    DatasetSpec,
+    DebiaserSpec,
+    Evaluation,
+    EvaluatorSpec,
+    ExplainerSpec,
+    ModelSpec,
+    Split,
+    hookimpl,
+)
+
+
+def make_bars(n_train: int = 160, n_test: int = 80, size: int = 6) -> Dataset:
+    """Two classes told apart by which half of a noisy image is brighter; fixed generator."""
+    g = torch.Generator().manual_seed(1234)
+
+    def split(n: int) -> Split:
+        y = torch.arange(n) % 2
+        x = torch.rand(n, 1, size, size, generator=g) * 0.5
+        half = size // 2
+        x[y == 0, :, :, :half] += 0.5
+        x[y == 1, :, :, half:] += 0.5
+        return Split(x=x.clamp(0, 1), y=y.long(), groups=(torch.arange(n) % 3).long())
+
+    return Dataset(train=split(n_train), test=split(n_test), num_classes=2)
+
+
+def linear(num_classes: int, input_shape: tuple[int, int, int]) -> torch.nn.Module:
+    c, h, w = input_shape
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w, num_classes))
+
+
+def sgd(model: torch.nn.Module, data: Split, *, seed: int, steps: int = 30,
+        lr: float = 0.5) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(data), (32,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(data.x[idx]), data.y[idx]).backward()
+        opt.step()
+    return model
+
+
+def accuracy(context, scale: float = 1.0) -> Evaluation:
+    with torch.no_grad():
+        pred = context.model(context.dataset.test.x).argmax(1)
+    return Evaluation({"accuracy": scale * float((pred == context.dataset.test.y).float().mean())})
+
+
+def explode(context) -> Evaluation:
+    raise RuntimeError("evaluator exploded on purpose")
+
+
+def not_a_number(context) -> Evaluation:
+    return Evaluation({"score": float("nan")})
+
+
+def attribution_mass(context) -> Evaluation:
+    x = context.dataset.test.x[:8]
+    attributions = context.explain(context.model, x, context.dataset.test.y[:8])
+    return Evaluation({"mass": float(attributions.abs().sum())})
+
+
+def gradient(model, x, target):
+    x = x.clone().requires_grad_(True)
+    model(x).gather(1, target[:, None]).sum().backward()
+    return x.grad
+
+
+def wrong_shape(model, x, target):
+    return torch.zeros(x.shape[0], x.shape[2])
+
+
+@hookimpl
+def bench_register_datasets(register):
+    register(DatasetSpec("toy-bars", make_bars, params={"n_train": 160}, version="1",
+                         provides=frozenset({"images", "groups"})))
+
+
+@hookimpl
+def bench_register_models(register):
+    register(ModelSpec("toy-linear", linear, version="1", provides=frozenset({"differentiable"})))
+
+
+@hookimpl
+def bench_register_debiasers(register):
+    register(DebiaserSpec("toy-sgd", sgd, version="1", params={"steps": 30, "lr": 0.5}))
+    register(DebiaserSpec("toy-group-sgd", sgd, version="1", params={"steps": 30, "lr": 0.5},
+                          requires=frozenset({"groups", "conv"})))
+
+
+@hookimpl
+def bench_register_explainers(register):
+    register(ExplainerSpec("toy-gradient", gradient, version="1",
+                           requires=frozenset({"differentiable"})))
+    register(ExplainerSpec("toy-wrong-shape", wrong_shape, version="1"))
+
+
+@hookimpl
+def bench_register_evaluators(register):
+    register(EvaluatorSpec("toy-accuracy", accuracy, version="1", params={"scale": 1.0},
+                           directions={"accuracy": "higher"}))
+    register(EvaluatorSpec("toy-explode", explode, version="1", directions={"x": "higher"}))
+    register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
+    register(EvaluatorSpec("toy-mass", attribution_mass, version="1",
+                           requires=frozenset({"explainer"}), directions={"mass": "higher"}))
