@@ -32,7 +32,7 @@ def run_suite(registry, tmp_path, text=SUITE, seeds_to_run=None):
     partial = planner.Plan(suite, [j for j in plan.jobs
                                    if seeds_to_run is None or j.seed in seeds_to_run])
     Runner(registry, store, ArtifactCache(tmp_path / "c"), show_progress=False,
-           console=Console(file=open("/dev/null", "w"))).run(partial)
+           console=Console(quiet=True)).run(partial)
     return plan, store
 
 

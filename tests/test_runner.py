@@ -37,7 +37,7 @@ def make_plan(registry, text=SUITE):
 def run(registry, tmp_path, plan, **kwargs):
     store = Store(tmp_path / "results.sqlite")
     runner = Runner(registry, store, ArtifactCache(tmp_path / "cache"),
-                    console=Console(file=open("/dev/null", "w")), show_progress=False, **kwargs)
+                    console=Console(quiet=True), show_progress=False, **kwargs)
     summary = runner.run(plan)
     return summary, store
 
