@@ -60,6 +60,7 @@ class ArtifactCache:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         if meta is not None:
-            target.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True,
-                                                              default=str))
+            target.with_suffix(".json").write_text(
+                json.dumps(meta, indent=1, sort_keys=True, default=str)
+            )
         return target

@@ -51,23 +51,39 @@ def _load_registry(warn: bool = True) -> Registry:
     registry = Registry.load()
     if warn:
         for record in registry.broken_plugins():
-            err_console.print(f"[yellow]warning:[/] plugin '{record.name}' "
-                              f"({record.distribution} {record.version}) not loaded: "
-                              f"{record.error}  (see `bench plugins`)")
+            err_console.print(
+                f"[yellow]warning:[/] plugin '{record.name}' "
+                f"({record.distribution} {record.version}) not loaded: "
+                f"{record.error}  (see `bench plugins`)"
+            )
     return registry
 
 
 store_option = click.option(
-    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="SQLite results store [default: $BENCH_HOME/results.sqlite, BENCH_HOME=.bench].")
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite results store [default: $BENCH_HOME/results.sqlite, BENCH_HOME=.bench].",
+)
 cache_option = click.option(
-    "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Artifact cache directory [default: $BENCH_HOME/cache].")
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Artifact cache directory [default: $BENCH_HOME/cache].",
+)
 out_option = click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-    default=Path("leaderboards"), show_default=True, help="Where leaderboards are written.")
-suite_option = click.option("--suite", "suite_ref", required=True,
-                            help="Built-in suite name or path to a suite YAML file.")
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("leaderboards"),
+    show_default=True,
+    help="Where leaderboards are written.",
+)
+suite_option = click.option(
+    "--suite", "suite_ref", required=True, help="Built-in suite name or path to a suite YAML file."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,25 +97,38 @@ def main() -> None:
 def plugins(as_json: bool) -> None:
     """List plugins (with load errors) and every component they register."""
     registry = _load_registry(warn=False)
-    plugin_rows = [{"name": r.name, "distribution": r.distribution, "version": r.version,
-                    "status": r.status, "error": r.error} for r in registry.plugins.values()]
+    plugin_rows = [
+        {
+            "name": r.name,
+            "distribution": r.distribution,
+            "version": r.version,
+            "status": r.status,
+            "error": r.error,
+        }
+        for r in registry.plugins.values()
+    ]
     components = []
     for spec in [*registry.all_specs(), *registry.specs("suite")]:
         record = registry.plugins.get(spec.plugin)
-        components.append({
-            "kind": spec.kind, "name": spec.name,
-            "version": getattr(spec, "version", ""),
-            "description": spec.description, "plugin": spec.plugin,
-            "distribution": spec.distribution,
-            "distribution_version": record.version if record else "",
-            "provides": sorted(getattr(spec, "provides", ())),
-            "requires": sorted(getattr(spec, "requires", ())),
-            "params": dict(getattr(spec, "params", {})),
-            "status": "loaded",
-        })
+        components.append(
+            {
+                "kind": spec.kind,
+                "name": spec.name,
+                "version": getattr(spec, "version", ""),
+                "description": spec.description,
+                "plugin": spec.plugin,
+                "distribution": spec.distribution,
+                "distribution_version": record.version if record else "",
+                "provides": sorted(getattr(spec, "provides", ())),
+                "requires": sorted(getattr(spec, "requires", ())),
+                "params": dict(getattr(spec, "params", {})),
+                "status": "loaded",
+            }
+        )
     if as_json:
-        click.echo(json.dumps({"plugins": plugin_rows, "components": components}, indent=2,
-                              default=str))
+        click.echo(
+            json.dumps({"plugins": plugin_rows, "components": components}, indent=2, default=str)
+        )
         return
     console = Console(highlight=False)
     table = Table(title="plugins")
@@ -107,17 +136,32 @@ def plugins(as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for row in plugin_rows:
         style = {"error": "red", "disabled": "dim"}.get(row["status"], "")
-        table.add_row(*(str(row[c]) for c in ("name", "distribution", "version", "status",
-                                              "error")), style=style)
+        table.add_row(
+            *(str(row[c]) for c in ("name", "distribution", "version", "status", "error")),
+            style=style,
+        )
     console.print(table)
     table = Table(title="components")
-    for column in ("kind", "name", "version", "distribution", "provides", "requires",
-                   "description"):
+    for column in (
+        "kind",
+        "name",
+        "version",
+        "distribution",
+        "provides",
+        "requires",
+        "description",
+    ):
         table.add_column(column, overflow="fold")
     for c in components:
-        table.add_row(c["kind"], c["name"], c["version"],
-                      f"{c['distribution']} {c['distribution_version']}",
-                      ", ".join(c["provides"]), ", ".join(c["requires"]), c["description"])
+        table.add_row(
+            c["kind"],
+            c["name"],
+            c["version"],
+            f"{c['distribution']} {c['distribution_version']}",
+            ", ".join(c["provides"]),
+            ", ".join(c["requires"]),
+            c["description"],
+        )
     console.print(table)
 
 
@@ -130,15 +174,25 @@ def plan(suite_ref: str, as_json: bool) -> None:
     registry = _load_registry()
     the_plan = planner.expand(suite_module.load(suite_ref, registry))
     if as_json:
-        click.echo(json.dumps({
-            "suite": the_plan.suite.name,
-            "jobs": [job.record() for job in the_plan.jobs],
-            "skipped": [{"combination": skip.describe(), "reason": skip.reason}
-                        for skip in the_plan.skipped],
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "suite": the_plan.suite.name,
+                    "jobs": [job.record() for job in the_plan.jobs],
+                    "skipped": [
+                        {"combination": skip.describe(), "reason": skip.reason}
+                        for skip in the_plan.skipped
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
-    click.echo(f"suite '{the_plan.suite.name}': {len(the_plan.jobs)} jobs, "
-               f"{len(the_plan.skipped)} skipped combinations")
+    click.echo(
+        f"suite '{the_plan.suite.name}': {len(the_plan.jobs)} jobs, "
+        f"{len(the_plan.skipped)} skipped combinations"
+    )
     for job in the_plan.jobs:
         click.echo(f"  run   {job.describe()}")
     for skip in the_plan.skipped:
@@ -150,12 +204,21 @@ def plan(suite_ref: str, as_json: bool) -> None:
 @store_option
 @cache_option
 @out_option
-@click.option("--rerun", is_flag=True,
-              help="Run every job again even if the store has its result (models stay cached).")
+@click.option(
+    "--rerun",
+    is_flag=True,
+    help="Run every job again even if the store has its result (models stay cached).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (per-job lines only).")
 @_input_errors
-def run(suite_ref: str, store_path: Path | None, cache_dir: Path | None, out_dir: Path,
-        rerun: bool, no_progress: bool) -> None:
+def run(
+    suite_ref: str,
+    store_path: Path | None,
+    cache_dir: Path | None,
+    out_dir: Path,
+    rerun: bool,
+    no_progress: bool,
+) -> None:
     """Run every job of a suite that the store does not have yet, then write its leaderboard."""
     from benchmark.cache import ArtifactCache
     from benchmark.leaderboard import aggregate
@@ -165,19 +228,29 @@ def run(suite_ref: str, store_path: Path | None, cache_dir: Path | None, out_dir
     registry = _load_registry()
     the_plan = planner.expand(suite_module.load(suite_ref, registry))
     if not the_plan.jobs:
-        raise BenchInputError(f"suite '{the_plan.suite.name}' plans no jobs; "
-                              "`bench plan` shows why each combination is skipped")
+        raise BenchInputError(
+            f"suite '{the_plan.suite.name}' plans no jobs; "
+            "`bench plan` shows why each combination is skipped"
+        )
     with Store(store_path or _home() / "results.sqlite") as store:
-        runner = Runner(registry, store, ArtifactCache(cache_dir or _home() / "cache"),
-                        console=err_console, rerun=rerun, show_progress=not no_progress)
+        runner = Runner(
+            registry,
+            store,
+            ArtifactCache(cache_dir or _home() / "cache"),
+            console=err_console,
+            rerun=rerun,
+            show_progress=not no_progress,
+        )
         summary = runner.run(the_plan)
-        target = render.write(aggregate(the_plan, store), out_dir,
-                              the_plan.suite.model.leaderboard.columns)
+        target = render.write(
+            aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
+        )
     err_console.print(
         f"jobs: {summary.total} planned, {summary.ran} run, {summary.cached} cache hits "
         f"(results already in the store), {summary.failed} failed; models: "
         f"{summary.models_trained} trained, {summary.model_cache_hits} cache hits; "
-        f"{summary.duration_s:.1f} s")
+        f"{summary.duration_s:.1f} s"
+    )
     err_console.print(f"leaderboard: {target / 'README.md'}")
     if summary.failed:
         err_console.print(f"[bold red]{summary.failed} job(s) failed:[/]")
@@ -202,16 +275,21 @@ def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
     if not path.is_file():
         raise BenchInputError("no results store here; run `bench run` first", where=str(path))
     with Store(path) as store:
-        target = render.write(aggregate(the_plan, store), out_dir,
-                              the_plan.suite.model.leaderboard.columns)
+        target = render.write(
+            aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
+        )
     click.echo(str(target / "README.md"))
 
 
 @main.command()
 @store_option
 @out_option
-@click.option("--suite", "suite_refs", multiple=True,
-              help="Suites to publish [default: every built-in suite with results].")
+@click.option(
+    "--suite",
+    "suite_refs",
+    multiple=True,
+    help="Suites to publish [default: every built-in suite with results].",
+)
 @_input_errors
 def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...]) -> None:
     """Re-render the leaderboards of every suite that has results in the store."""
@@ -227,6 +305,7 @@ def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...])
         refs = list(suite_refs) or [n for n in registry.names("suite") if n in ran]
         for ref in refs:
             the_plan = planner.expand(suite_module.load(ref, registry))
-            target = render.write(aggregate(the_plan, store), out_dir,
-                                  the_plan.suite.model.leaderboard.columns)
+            target = render.write(
+                aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
+            )
             click.echo(str(target / "README.md"))

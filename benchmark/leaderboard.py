@@ -73,24 +73,46 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
                 continue
             if frame["status"].iloc[0] == "failed":
                 n_failed += 1
-                failure_rows.append({**dict(zip(KINDS, combo, strict=True)), "seed": job.seed,
-                                     "error": frame["error"].iloc[0]})
+                failure_rows.append(
+                    {
+                        **dict(zip(KINDS, combo, strict=True)),
+                        "seed": job.seed,
+                        "error": frame["error"].iloc[0],
+                    }
+                )
                 continue
             for metric, value in zip(frame["metric"], frame["value"], strict=True):
                 values[metric].append(float(value))
         metrics = list(values) or list(jobs[0].evaluator.spec.directions)
         for metric in metrics:
             vals = np.asarray(values.get(metric, []), dtype=float)
-            rows.append({
-                **dict(zip(KINDS, combo, strict=True)), "metric": metric,
-                "direction": jobs[0].evaluator.spec.directions.get(metric, "higher"),
-                "mean": vals.mean() if vals.size else np.nan,
-                "std": vals.std(ddof=1) if vals.size > 1 else np.nan,
-                "n": int(vals.size), "n_expected": len(jobs),
-                "n_failed": n_failed, "n_missing": n_missing,
-            })
-    cells = pd.DataFrame(rows, columns=[*KINDS, "metric", "direction", "mean", "std", "n",
-                                        "n_expected", "n_failed", "n_missing"])
+            rows.append(
+                {
+                    **dict(zip(KINDS, combo, strict=True)),
+                    "metric": metric,
+                    "direction": jobs[0].evaluator.spec.directions.get(metric, "higher"),
+                    "mean": vals.mean() if vals.size else np.nan,
+                    "std": vals.std(ddof=1) if vals.size > 1 else np.nan,
+                    "n": int(vals.size),
+                    "n_expected": len(jobs),
+                    "n_failed": n_failed,
+                    "n_missing": n_missing,
+                }
+            )
+    cells = pd.DataFrame(
+        rows,
+        columns=[
+            *KINDS,
+            "metric",
+            "direction",
+            "mean",
+            "std",
+            "n",
+            "n_expected",
+            "n_failed",
+            "n_missing",
+        ],
+    )
 
     primary: dict[str, tuple[str, str]] = {}
     for dataset in plan.suite.components["dataset"]:
@@ -101,8 +123,9 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     runs = store.runs()
     runs = runs[runs["suite"] == plan.suite.name]
     failures = pd.DataFrame(failure_rows, columns=[*KINDS, "seed", "error"])
-    return Leaderboard(plan.suite.name, plan.suite.model.description, cells, primary,
-                       failures, runs)
+    return Leaderboard(
+        plan.suite.name, plan.suite.model.description, cells, primary, failures, runs
+    )
 
 
 def _rank(cells: pd.DataFrame, primary: dict[str, tuple[str, str]]) -> pd.Series:

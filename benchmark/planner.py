@@ -35,8 +35,13 @@ class Job:
     @property
     def key(self) -> str:
         """Content address of the job: same components, versions, params and seed -> same key."""
-        return digest({"components": [c.identity() for c in self.components()],
-                       "kinds": [c.kind for c in self.components()], "seed": self.seed})
+        return digest(
+            {
+                "components": [c.identity() for c in self.components()],
+                "kinds": [c.kind for c in self.components()],
+                "seed": self.seed,
+            }
+        )
 
     @property
     def train_key(self) -> str:
@@ -58,19 +63,31 @@ class Job:
         """JSON-able description of the job, for ``bench plan --json`` and the store."""
         out: dict[str, Any] = {"key": self.key, "seed": self.seed}
         for kind, comp in self._by_kind().items():
-            out[kind] = None if comp is None else {
-                "label": comp.label, **comp.identity(), "plugin": comp.spec.plugin,
-            }
+            out[kind] = (
+                None
+                if comp is None
+                else {
+                    "label": comp.label,
+                    **comp.identity(),
+                    "plugin": comp.spec.plugin,
+                }
+            )
         return out
 
 
-def training_key(dataset: Component, model: Component, debiaser: Component, seed: int,
-                 data_fingerprint: str = "") -> str:
+def training_key(
+    dataset: Component, model: Component, debiaser: Component, seed: int, data_fingerprint: str = ""
+) -> str:
     """Content address of a trained model; ``data_fingerprint`` marks modified training data."""
-    return digest({
-        "dataset": dataset.identity(), "model": model.identity(),
-        "debiaser": debiaser.identity(), "seed": seed, "data": data_fingerprint,
-    })
+    return digest(
+        {
+            "dataset": dataset.identity(),
+            "model": model.identity(),
+            "debiaser": debiaser.identity(),
+            "seed": seed,
+            "data": data_fingerprint,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,10 @@ def unmet_requirements(components: list[Component]) -> list[str]:
     reasons = []
     for comp in components:
         for tag in sorted(comp.spec.requires - provided):
-            reasons.append(f"{comp.kind} '{comp.label}' requires '{tag}', which no component "
-                           "of this combination provides")
+            reasons.append(
+                f"{comp.kind} '{comp.label}' requires '{tag}', which no component "
+                "of this combination provides"
+            )
     return reasons
 
 
@@ -114,10 +133,12 @@ def expand(suite: Suite) -> Plan:
     ):
         wants_explainer = "explainer" in evaluator.spec.requires
         if wants_explainer and not explainers:
-            plan.skipped.append(Skip(
-                (dataset, model, debiaser, evaluator),
-                f"evaluator '{evaluator.label}' requires 'explainer', but the suite lists none",
-            ))
+            plan.skipped.append(
+                Skip(
+                    (dataset, model, debiaser, evaluator),
+                    f"evaluator '{evaluator.label}' requires 'explainer', but the suite lists none",
+                )
+            )
             continue
         for explainer in explainers if wants_explainer else [None]:
             combo = [c for c in (dataset, model, debiaser, explainer, evaluator) if c is not None]
@@ -130,6 +151,12 @@ def expand(suite: Suite) -> Plan:
     # Jobs that share a trained model run back to back, so it is loaded once.
     order = {kind: {c.label: i for i, c in enumerate(cs)} for kind, cs in comps.items()}
     seed_order = {s: i for i, s in enumerate(suite.seeds)}
-    plan.jobs.sort(key=lambda j: (order["dataset"][j.dataset.label], order["model"][j.model.label],
-                                  order["debiaser"][j.debiaser.label], seed_order[j.seed]))
+    plan.jobs.sort(
+        key=lambda j: (
+            order["dataset"][j.dataset.label],
+            order["model"][j.model.label],
+            order["debiaser"][j.debiaser.label],
+            seed_order[j.seed],
+        )
+    )
     return plan

@@ -122,7 +122,9 @@ class Registry:
             if ep.name in self.plugins:
                 other = self.plugins[ep.name].distribution
                 self._fail(
-                    ep.name, dist, version,
+                    ep.name,
+                    dist,
+                    version,
                     ValueError(f"entry-point name '{ep.name}' is also used by {other}"),
                     "not loaded",
                 )
@@ -212,9 +214,12 @@ class Registry:
 def suggest(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or a list of what exists."""
     candidates = sorted(candidates)
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6) or [
-        c for c in candidates if len(name) >= 3 and (c.startswith(name) or name.startswith(c))
-    ][:1]
+    close = (
+        difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        or [c for c in candidates if len(name) >= 3 and (c.startswith(name) or name.startswith(c))][
+            :1
+        ]
+    )
     if close:
         return f" (did you mean '{close[0]}'?)"
     if candidates:

@@ -87,8 +87,12 @@ def environment_versions(registry: Registry) -> dict[str, str]:
 
 
 def machine_info() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.machine(),
-            "node": platform.node(), "torch_threads": torch.get_num_threads()}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "node": platform.node(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _short_error(exc: BaseException) -> str:
@@ -101,13 +105,15 @@ def _short_error(exc: BaseException) -> str:
 def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> torch.Tensor:
     """Enforce the explainer contract: ``(N, 1 or C, H, W)``, finite, float32."""
     if not isinstance(attributions, torch.Tensor):
-        raise ContractError(f"explainer '{explainer}' returned {type(attributions).__name__}, "
-                            "not a torch.Tensor")
+        raise ContractError(
+            f"explainer '{explainer}' returned {type(attributions).__name__}, not a torch.Tensor"
+        )
     n, c, h, w = x.shape
     shape = tuple(attributions.shape)
     if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
-        raise ContractError(f"explainer '{explainer}' returned shape {shape}; expected "
-                            f"({n}, 1 or {c}, {h}, {w})")
+        raise ContractError(
+            f"explainer '{explainer}' returned shape {shape}; expected ({n}, 1 or {c}, {h}, {w})"
+        )
     attributions = attributions.detach().float()
     if not torch.isfinite(attributions).all():
         raise ContractError(f"explainer '{explainer}' returned non-finite attributions")
@@ -117,9 +123,15 @@ def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> to
 class Runner:
     """Executes a plan serially on this machine, with caching, isolation and resume."""
 
-    def __init__(self, registry: Registry, store: Store, cache: ArtifactCache,
-                 console: Console | None = None, rerun: bool = False,
-                 show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        cache: ArtifactCache,
+        console: Console | None = None,
+        rerun: bool = False,
+        show_progress: bool = True,
+    ) -> None:
         self.registry = registry
         self.store = store
         self.cache = cache
@@ -135,9 +147,14 @@ class Runner:
     def run(self, plan: Plan) -> RunSummary:
         suite = plan.suite
         started = time.perf_counter()
-        run_id = self.store.start_run(suite.name, suite.model.version, suite.source,
-                                      suite.config_hash(), environment_versions(self.registry),
-                                      machine_info())
+        run_id = self.store.start_run(
+            suite.name,
+            suite.model.version,
+            suite.source,
+            suite.config_hash(),
+            environment_versions(self.registry),
+            machine_info(),
+        )
         summary = self._summary = RunSummary(run_id=run_id, total=len(plan.jobs))
         self._notify("bench_run_started", suite_name=suite.name, plan=plan, run_id=run_id)
         done = set() if self.rerun else self.store.done_keys(j.key for j in plan.jobs)
@@ -163,18 +180,28 @@ class Runner:
         return summary
 
     def _progress(self) -> Progress:
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                        disable=not self.show_progress, transient=True)
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+            transient=True,
+        )
 
     def _report(self, progress: Progress, job: Job, outcome: JobOutcome) -> None:
         if outcome.status == "ok":
             shown = ", ".join(f"{k}={v:.4f}" for k, v in list(outcome.metrics.items())[:3])
-            progress.console.print(f"[green]ok[/] {job.describe()} ({outcome.duration_s:.1f} s,"
-                                   f" model {outcome.model_cache}) {shown}", highlight=False)
+            progress.console.print(
+                f"[green]ok[/] {job.describe()} ({outcome.duration_s:.1f} s,"
+                f" model {outcome.model_cache}) {shown}",
+                highlight=False,
+            )
         else:
-            progress.console.print(f"[red]FAILED[/] {job.describe()}: {outcome.error}",
-                                   highlight=False)
+            progress.console.print(
+                f"[red]FAILED[/] {job.describe()}: {outcome.error}", highlight=False
+            )
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook; a reporter that raises is reported, never fatal."""
@@ -182,8 +209,11 @@ class Runner:
             try:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception as exc:
-                self.console.print(f"[yellow]warning:[/] plugin '{impl.plugin_name}' "
-                                   f"{hook_name} raised {_short_error(exc)}", highlight=False)
+                self.console.print(
+                    f"[yellow]warning:[/] plugin '{impl.plugin_name}' "
+                    f"{hook_name} raised {_short_error(exc)}",
+                    highlight=False,
+                )
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -199,9 +229,16 @@ class Runner:
         except Exception as exc:
             outcome.status, outcome.error = "failed", _short_error(exc)
         outcome.duration_s = time.perf_counter() - started
-        self.store.record(run_id, job, outcome.status, outcome.metrics,
-                          evaluation.arrays if evaluation else None, outcome.error,
-                          outcome.duration_s, outcome.model_cache)
+        self.store.record(
+            run_id,
+            job,
+            outcome.status,
+            outcome.metrics,
+            evaluation.arrays if evaluation else None,
+            outcome.error,
+            outcome.duration_s,
+            outcome.model_cache,
+        )
         return outcome
 
     def _dataset(self, component: Component) -> Dataset:
@@ -209,20 +246,24 @@ class Runner:
         if key not in self._datasets:
             data = component.spec.factory(**component.params)
             if not isinstance(data, Dataset):
-                raise ContractError(f"dataset '{component.label}' returned "
-                                    f"{type(data).__name__}, not benchmark.specs.Dataset")
+                raise ContractError(
+                    f"dataset '{component.label}' returned "
+                    f"{type(data).__name__}, not benchmark.specs.Dataset"
+                )
             for split_name in ("train", "test"):
                 split: Split = getattr(data, split_name)
                 if split.x.dtype != torch.float32 or split.x.ndim != 4:
-                    raise ContractError(f"dataset '{component.label}' {split_name}.x must be "
-                                        f"float32 (N, C, H, W), got {split.x.dtype} "
-                                        f"{tuple(split.x.shape)}")
+                    raise ContractError(
+                        f"dataset '{component.label}' {split_name}.x must be "
+                        f"float32 (N, C, H, W), got {split.x.dtype} "
+                        f"{tuple(split.x.shape)}"
+                    )
             self._datasets[key] = data
         return self._datasets[key]
 
-    def _trained_model(self, job: Job, dataset: Dataset,
-                       data: Split | None = None, seed: int | None = None
-                       ) -> tuple[torch.nn.Module, str]:
+    def _trained_model(
+        self, job: Job, dataset: Dataset, data: Split | None = None, seed: int | None = None
+    ) -> tuple[torch.nn.Module, str]:
         """The job's model trained by its debiaser: from memory, from the cache, or trained."""
         seed = job.seed if seed is None else seed
         fingerprint = "" if data is None else tensor_fingerprint(data.x, data.y, data.groups)
@@ -237,15 +278,27 @@ class Runner:
             self._summary.model_cache_hits += 1
         else:
             debiaser = job.debiaser
-            trained = debiaser.spec.factory(model, data if data is not None else dataset.train,
-                                            seed=seed, **debiaser.params)
+            trained = debiaser.spec.factory(
+                model, data if data is not None else dataset.train, seed=seed, **debiaser.params
+            )
             if not isinstance(trained, torch.nn.Module):
-                raise ContractError(f"debiaser '{debiaser.label}' returned "
-                                    f"{type(trained).__name__}, not a torch.nn.Module")
+                raise ContractError(
+                    f"debiaser '{debiaser.label}' returned "
+                    f"{type(trained).__name__}, not a torch.nn.Module"
+                )
             model = trained
-            self.cache.save("models", key, model.state_dict(), meta={
-                "dataset": job.dataset.identity(), "model": job.model.identity(),
-                "debiaser": debiaser.identity(), "seed": seed, "data": fingerprint})
+            self.cache.save(
+                "models",
+                key,
+                model.state_dict(),
+                meta={
+                    "dataset": job.dataset.identity(),
+                    "model": job.model.identity(),
+                    "debiaser": debiaser.identity(),
+                    "seed": seed,
+                    "data": fingerprint,
+                },
+            )
             status = "trained"
             self._summary.models_trained += 1
         model.eval()
@@ -254,11 +307,11 @@ class Runner:
         return model, status
 
     def _build_model(self, job: Job, dataset: Dataset) -> torch.nn.Module:
-        model = job.model.spec.factory(dataset.num_classes, dataset.input_shape,
-                                       **job.model.params)
+        model = job.model.spec.factory(dataset.num_classes, dataset.input_shape, **job.model.params)
         if not isinstance(model, torch.nn.Module):
-            raise ContractError(f"model '{job.model.label}' returned {type(model).__name__}, "
-                                "not a torch.nn.Module")
+            raise ContractError(
+                f"model '{job.model.label}' returned {type(model).__name__}, not a torch.nn.Module"
+            )
         prepare = job.debiaser.spec.prepare
         if prepare is not None:
             model = prepare(model, dataset.num_classes, **job.debiaser.params)
@@ -272,16 +325,22 @@ class Runner:
         if job.explainer is not None:
             explain = self._explainer(job)
         context = EvaluationContext(
-            dataset=dataset, model=model, model_spec=job.model.spec, seed=job.seed,
-            train=retrain, explain=explain,
+            dataset=dataset,
+            model=model,
+            model_spec=job.model.spec,
+            seed=job.seed,
+            train=retrain,
+            explain=explain,
             explainer_spec=job.explainer.spec if job.explainer else None,
             cache_dir=str(self.cache.root),
         )
         seed_everything(job.seed)
         evaluation = job.evaluator.spec.factory(context, **job.evaluator.params)
         if not isinstance(evaluation, Evaluation):
-            raise ContractError(f"evaluator '{job.evaluator.label}' returned "
-                                f"{type(evaluation).__name__}, not benchmark.specs.Evaluation")
+            raise ContractError(
+                f"evaluator '{job.evaluator.label}' returned "
+                f"{type(evaluation).__name__}, not benchmark.specs.Evaluation"
+            )
         try:
             evaluation.check()
         except ValueError as exc:
@@ -293,16 +352,20 @@ class Runner:
         explainer = job.explainer
         assert explainer is not None
 
-        def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor
-                    ) -> torch.Tensor:
-            key = digest({"model": tensor_fingerprint(*model.state_dict().values()),
-                          "explainer": explainer.identity(),
-                          "inputs": tensor_fingerprint(x, target)})
+        def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            key = digest(
+                {
+                    "model": tensor_fingerprint(*model.state_dict().values()),
+                    "explainer": explainer.identity(),
+                    "inputs": tensor_fingerprint(x, target),
+                }
+            )
             if self.cache.has("attributions", key):
                 return self.cache.load("attributions", key)
             model.eval()
             out = check_attributions(
-                explainer.spec.factory(model, x, target, **explainer.params), x, explainer.label)
+                explainer.spec.factory(model, x, target, **explainer.params), x, explainer.label
+            )
             self.cache.save("attributions", key, out)
             return out
 

@@ -107,37 +107,73 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, suite: str, suite_version: str, source: str, config_hash: str,
-                  versions: dict[str, str], machine: dict[str, Any]) -> int:
+    def start_run(
+        self,
+        suite: str,
+        suite_version: str,
+        source: str,
+        config_hash: str,
+        versions: dict[str, str],
+        machine: dict[str, Any],
+    ) -> int:
         with self._conn:
             cursor = self._conn.execute(
                 "INSERT INTO runs (suite, suite_version, suite_source, config_hash, versions,"
                 " machine, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (suite, suite_version, source, config_hash, json.dumps(versions, sort_keys=True),
-                 json.dumps(machine, sort_keys=True), _now()),
+                (
+                    suite,
+                    suite_version,
+                    source,
+                    config_hash,
+                    json.dumps(versions, sort_keys=True),
+                    json.dumps(machine, sort_keys=True),
+                    _now(),
+                ),
             )
         return int(cursor.lastrowid)
 
-    def finish_run(self, run_id: int, n_jobs: int, n_ran: int, n_cached: int,
-                   n_failed: int) -> None:
+    def finish_run(
+        self, run_id: int, n_jobs: int, n_ran: int, n_cached: int, n_failed: int
+    ) -> None:
         with self._conn:
             self._conn.execute(
                 "UPDATE runs SET finished_at=?, status=?, n_jobs=?, n_ran=?, n_cached=?,"
                 " n_failed=? WHERE run_id=?",
-                (_now(), "failed" if n_failed else "finished", n_jobs, n_ran, n_cached, n_failed,
-                 run_id),
+                (
+                    _now(),
+                    "failed" if n_failed else "finished",
+                    n_jobs,
+                    n_ran,
+                    n_cached,
+                    n_failed,
+                    run_id,
+                ),
             )
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def record(self, run_id: int, job: Job, status: str, metrics: dict[str, float] | None = None,
-               arrays: dict[str, Any] | None = None, error: str = "", duration_s: float = 0.0,
-               model_cache: str = "") -> None:
+    def record(
+        self,
+        run_id: int,
+        job: Job,
+        status: str,
+        metrics: dict[str, float] | None = None,
+        arrays: dict[str, Any] | None = None,
+        error: str = "",
+        duration_s: float = 0.0,
+        model_cache: str = "",
+    ) -> None:
         """Write one job's outcome atomically, replacing any earlier attempt of the same job."""
-        row: dict[str, Any] = {"job_key": job.key, "run_id": run_id, "seed": job.seed,
-                               "status": status, "error": error or None,
-                               "duration_s": duration_s, "model_cache": model_cache or None,
-                               "finished_at": _now()}
+        row: dict[str, Any] = {
+            "job_key": job.key,
+            "run_id": run_id,
+            "seed": job.seed,
+            "status": status,
+            "error": error or None,
+            "duration_s": duration_s,
+            "model_cache": model_cache or None,
+            "finished_at": _now(),
+        }
         for kind in KINDS:
             comp = getattr(job, kind)
             row[kind] = comp.label if comp else None
@@ -149,16 +185,19 @@ class Store:
         with self._conn:  # one transaction: all of the job or none of it
             self._conn.execute("DELETE FROM metrics WHERE job_key=?", (job.key,))
             self._conn.execute("DELETE FROM arrays WHERE job_key=?", (job.key,))
-            self._conn.execute(f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})",
-                               tuple(row.values()))
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})", tuple(row.values())
+            )
             self._conn.executemany(
                 "INSERT INTO metrics (job_key, metric, value) VALUES (?, ?, ?)",
                 [(job.key, name, float(value)) for name, value in (metrics or {}).items()],
             )
             self._conn.executemany(
                 "INSERT INTO arrays (job_key, name, value) VALUES (?, ?, ?)",
-                [(job.key, name, json.dumps(_jsonable(value)))
-                 for name, value in (arrays or {}).items()],
+                [
+                    (job.key, name, json.dumps(_jsonable(value)))
+                    for name, value in (arrays or {}).items()
+                ],
             )
 
     def done_keys(self, keys: Iterable[str]) -> set[str]:
@@ -166,10 +205,14 @@ class Store:
         keys = list(keys)
         done: set[str] = set()
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
-            done.update(row[0] for row in self._conn.execute(
-                f"SELECT job_key FROM jobs WHERE status='ok' AND job_key IN ({marks})", chunk))
+            done.update(
+                row[0]
+                for row in self._conn.execute(
+                    f"SELECT job_key FROM jobs WHERE status='ok' AND job_key IN ({marks})", chunk
+                )
+            )
         return done
 
     # -- queries ------------------------------------------------------------------------------

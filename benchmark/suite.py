@@ -159,9 +159,7 @@ class Suite:
 
     def config_hash(self) -> str:
         """Hash of everything that determines the suite's results (for the runs table)."""
-        payload = {
-            kind: [c.identity() for c in comps] for kind, comps in self.components.items()
-        }
+        payload = {kind: [c.identity() for c in comps] for kind, comps in self.components.items()}
         payload["seeds"] = self.model.seeds
         return digest(payload)
 
@@ -186,12 +184,14 @@ def load(ref: str, registry: Registry) -> Suite:
     names = registry.names("suite")
     if ref not in names:
         raise BenchInputError(
-            f"unknown suite '{ref}'" + suggest(ref, names)
+            f"unknown suite '{ref}'"
+            + suggest(ref, names)
             + "; pass a built-in suite name or a path to a .yaml file"
         )
     spec = registry.get("suite", ref)
-    return parse(spec.yaml_text, spec.source or f"suite '{ref}' of plugin '{spec.plugin}'",
-                 registry)
+    return parse(
+        spec.yaml_text, spec.source or f"suite '{ref}' of plugin '{spec.plugin}'", registry
+    )
 
 
 def parse(text: str, source: str, registry: Registry) -> Suite:
@@ -270,8 +270,8 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
                 break
             key, node = match
             line = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(
-            node.value
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
         ):
             node = node.value[part]
             line = node.start_mark.line + 1
@@ -302,7 +302,8 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                     raise BenchInputError(
                         f"field '{_dotted(where_loc)}': no {kind} provides tag '{ref.tag}'"
                         + suggest(ref.tag or "", tags),
-                        where=source, line=line,
+                        where=source,
+                        line=line,
                     )
             for spec in specs:
                 unknown = sorted(set(ref.params) - set(spec.params))
@@ -311,7 +312,8 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                     raise BenchInputError(
                         f"field '{_dotted([*where_loc, 'params', bad])}': {kind} '{spec.name}' "
                         f"has no parameter '{bad}'" + suggest(bad, spec.params),
-                        where=source, line=_line_of(node, [*where_loc, "params", bad]),
+                        where=source,
+                        line=_line_of(node, [*where_loc, "params", bad]),
                     )
                 params = {**spec.params, **ref.params}
                 resolved.append(Component(spec, params, ref.label or spec.name))
@@ -321,7 +323,8 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
             raise BenchInputError(
                 f"field '{field_name}': '{duplicates[0]}' appears twice; give each entry a "
                 "distinct 'label' to compare parameter settings",
-                where=source, line=_line_of(node, [field_name]),
+                where=source,
+                line=_line_of(node, [field_name]),
             )
         components[kind] = resolved
     return Suite(model=model, source=source, components=components)

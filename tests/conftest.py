@@ -22,8 +22,9 @@ def toy_registry() -> Registry:
     return Registry.load(extra_plugins=[("toy", toy_plugin)])
 
 
-def write_distribution(root: Path, name: str, version: str, entry_points: dict[str, str],
-                       modules: dict[str, str]) -> Path:
+def write_distribution(
+    root: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
     """A fake installed distribution on ``root``: a dist-info with entry points, plus modules.
 
     This is what pip leaves behind, so ``importlib.metadata`` finds it exactly like an
@@ -33,7 +34,8 @@ def write_distribution(root: Path, name: str, version: str, entry_points: dict[s
     dist_info = root / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    )
     lines = ["[bench]", *(f"{ep} = {target}" for ep, target in entry_points.items())]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     for module, source in modules.items():
@@ -43,9 +45,13 @@ def write_distribution(root: Path, name: str, version: str, entry_points: dict[s
     return root
 
 
-def bench(*args: str, cwd: Path, extra_path: list[Path] | None = None,
-          env: dict[str, str] | None = None, timeout: float = 600
-          ) -> subprocess.CompletedProcess[str]:
+def bench(
+    *args: str,
+    cwd: Path,
+    extra_path: list[Path] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``bench`` CLI in a subprocess (fresh interpreter, real entry points)."""
     full_env = {**os.environ, "CI": "true", "COLUMNS": "200", **(env or {})}
     paths = [str(p) for p in (extra_path or [])] + [str(REPO)]
@@ -53,5 +59,12 @@ def bench(*args: str, cwd: Path, extra_path: list[Path] | None = None,
         paths.append(full_env["PYTHONPATH"])
     full_env["PYTHONPATH"] = os.pathsep.join(paths)
     full_env.setdefault("BENCH_HOME", str(cwd / ".bench"))
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

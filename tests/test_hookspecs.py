@@ -6,7 +6,8 @@ import typing
 from benchmark import hookspecs
 
 HOOKS = [
-    (name, func) for name, func in inspect.getmembers(hookspecs, inspect.isfunction)
+    (name, func)
+    for name, func in inspect.getmembers(hookspecs, inspect.isfunction)
     if hasattr(func, "bench_spec")
 ]
 
@@ -33,5 +34,10 @@ def test_every_hook_is_prefixed_documented_and_typed():
 def _type_namespace():
     from benchmark import planner, runner, specs
 
-    return {**vars(specs), "Job": planner.Job, "Plan": planner.Plan,
-            "JobOutcome": runner.JobOutcome, "RunSummary": runner.RunSummary}
+    return {
+        **vars(specs),
+        "Job": planner.Job,
+        "Plan": planner.Plan,
+        "JobOutcome": runner.JobOutcome,
+        "RunSummary": runner.RunSummary,
+    }

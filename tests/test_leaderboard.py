@@ -29,10 +29,16 @@ def run_suite(registry, tmp_path, text=SUITE, seeds_to_run=None):
     suite = suite_module.parse(textwrap.dedent(text), "s.yaml", registry)
     plan = planner.expand(suite)
     store = Store(tmp_path / "r.sqlite")
-    partial = planner.Plan(suite, [j for j in plan.jobs
-                                   if seeds_to_run is None or j.seed in seeds_to_run])
-    Runner(registry, store, ArtifactCache(tmp_path / "c"), show_progress=False,
-           console=Console(quiet=True)).run(partial)
+    partial = planner.Plan(
+        suite, [j for j in plan.jobs if seeds_to_run is None or j.seed in seeds_to_run]
+    )
+    Runner(
+        registry,
+        store,
+        ArtifactCache(tmp_path / "c"),
+        show_progress=False,
+        console=Console(quiet=True),
+    ).run(partial)
     return plan, store
 
 
@@ -58,9 +64,11 @@ def test_aggregate_matches_numpy_and_ranks_by_direction(toy_registry, tmp_path):
 
 
 def test_lower_is_better_flips_the_ranking(toy_registry, tmp_path):
-    plan, store = run_suite(toy_registry, tmp_path,
-                            SUITE.replace("{metric: accuracy}",
-                                          "{metric: accuracy, direction: lower}"))
+    plan, store = run_suite(
+        toy_registry,
+        tmp_path,
+        SUITE.replace("{metric: accuracy}", "{metric: accuracy, direction: lower}"),
+    )
     ranked = aggregate(plan, store).cells.query("metric == 'accuracy'").set_index("debiaser")
     assert ranked.loc["short", "rank"] == 1 and ranked.loc["long", "rank"] == 2
 

@@ -35,15 +35,15 @@ def test_explainers_pair_only_with_evaluators_that_need_them(toy_registry):
     by_evaluator = {}
     for job in plan.jobs:
         by_evaluator.setdefault(job.evaluator.name, set()).add(
-            job.explainer.name if job.explainer else None)
+            job.explainer.name if job.explainer else None
+        )
     assert by_evaluator == {"toy-accuracy": {None}, "toy-mass": {"toy-gradient"}}
     assert len(plan.jobs) == 2 * 3  # two evaluator combos x three seeds
 
 
 def test_evaluator_needing_explainer_without_explainers_is_skipped(toy_registry):
     plan = make_plan(toy_registry, SUITE.replace("explainers: [toy-gradient]\n", ""))
-    assert any("requires 'explainer', but the suite lists none" in s.reason
-               for s in plan.skipped)
+    assert any("requires 'explainer', but the suite lists none" in s.reason for s in plan.skipped)
     assert {j.evaluator.name for j in plan.jobs} == {"toy-accuracy"}
 
 
@@ -60,9 +60,13 @@ def test_jobs_sharing_a_model_are_adjacent_and_keys_are_stable(toy_registry):
 
 def test_keys_change_with_params_and_seed(toy_registry):
     base = make_plan(toy_registry)
-    changed = make_plan(toy_registry, SUITE.replace(
-        "debiasers: [toy-sgd, toy-group-sgd]",
-        "debiasers: [{name: toy-sgd, params: {steps: 31}}]"))
+    changed = make_plan(
+        toy_registry,
+        SUITE.replace(
+            "debiasers: [toy-sgd, toy-group-sgd]",
+            "debiasers: [{name: toy-sgd, params: {steps: 31}}]",
+        ),
+    )
     assert not {j.key for j in base.jobs} & {j.key for j in changed.jobs}
     assert not {j.train_key for j in base.jobs} & {j.train_key for j in changed.jobs}
     seeds = make_plan(toy_registry, SUITE.replace("[0, 1, 2]", "[0]"))

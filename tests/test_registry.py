@@ -20,8 +20,9 @@ def test_in_process_plugin_registers_with_plugin_name(toy_registry):
 
 
 def test_version_defaults_to_distribution_version():
-    plugin = types.SimpleNamespace(bench_register_models=hookimpl(
-        lambda register: register(ModelSpec("unversioned", linear))))
+    plugin = types.SimpleNamespace(
+        bench_register_models=hookimpl(lambda register: register(ModelSpec("unversioned", linear)))
+    )
     registry = Registry.load(extra_plugins=[("p", plugin)], entry_points=False)
     assert registry.get("model", "unversioned").version == "0"
 
@@ -34,13 +35,15 @@ def test_unknown_name_suggests_closest(toy_registry):
 def _registers(name):
     def bench_register_datasets(register):
         register(DatasetSpec(name, lambda: None))
+
     return types.SimpleNamespace(bench_register_datasets=hookimpl(bench_register_datasets))
 
 
 def test_duplicate_name_is_an_error_naming_both_plugins():
     registry = Registry.load(
         extra_plugins=[("first", _registers("same")), ("second", _registers("same"))],
-        entry_points=False)
+        entry_points=False,
+    )
     assert registry.get("dataset", "same").plugin == "first"
     record = registry.plugins["second"]
     assert record.status == "error"
@@ -48,10 +51,12 @@ def test_duplicate_name_is_an_error_naming_both_plugins():
 
 
 def test_wrong_spec_type_is_reported_for_that_plugin_only():
-    bad = types.SimpleNamespace(bench_register_models=hookimpl(
-        lambda register: register(DatasetSpec("oops", lambda: None))))
-    registry = Registry.load(extra_plugins=[("bad", bad), ("good", _registers("fine"))],
-                             entry_points=False)
+    bad = types.SimpleNamespace(
+        bench_register_models=hookimpl(lambda register: register(DatasetSpec("oops", lambda: None)))
+    )
+    registry = Registry.load(
+        extra_plugins=[("bad", bad), ("good", _registers("fine"))], entry_points=False
+    )
     assert registry.plugins["bad"].status == "error"
     assert "must register ModelSpec" in registry.plugins["bad"].error
     assert registry.names("dataset") == ["fine"]
@@ -60,8 +65,10 @@ def test_wrong_spec_type_is_reported_for_that_plugin_only():
 def test_strict_mode_reraises(monkeypatch):
     monkeypatch.setenv("BENCH_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match="second"):
-        Registry.load(extra_plugins=[("first", _registers("same")),
-                                     ("second", _registers("same"))], entry_points=False)
+        Registry.load(
+            extra_plugins=[("first", _registers("same")), ("second", _registers("same"))],
+            entry_points=False,
+        )
 
 
 GOOD = """
@@ -81,10 +88,16 @@ raise RuntimeError("this plugin is broken at import")
 @pytest.fixture
 def fake_site(tmp_path):
     site = tmp_path / "site"
-    write_distribution(site, "bench-good-thing", "2.5.0", {"goodthing": "good_thing"},
-                       {"good_thing": GOOD})
-    write_distribution(site, "bench-crashing-thing", "0.0.1", {"crashing": "crashing_thing"},
-                       {"crashing_thing": CRASHING})
+    write_distribution(
+        site, "bench-good-thing", "2.5.0", {"goodthing": "good_thing"}, {"good_thing": GOOD}
+    )
+    write_distribution(
+        site,
+        "bench-crashing-thing",
+        "0.0.1",
+        {"crashing": "crashing_thing"},
+        {"crashing_thing": CRASHING},
+    )
     return site
 
 
@@ -124,7 +137,13 @@ def test_disable_and_allow_list(tmp_path, fake_site):
 
 
 def test_strict_mode_cli_exits_2_naming_the_plugin(tmp_path, fake_site):
-    result = bench("plan", "--suite", "smoke", cwd=tmp_path, extra_path=[fake_site],
-                   env={"BENCH_STRICT_PLUGINS": "1"})
+    result = bench(
+        "plan",
+        "--suite",
+        "smoke",
+        cwd=tmp_path,
+        extra_path=[fake_site],
+        env={"BENCH_STRICT_PLUGINS": "1"},
+    )
     assert result.returncode == 2
     assert "crashing" in result.stderr and "Traceback" not in result.stderr

@@ -36,8 +36,14 @@ def make_plan(registry, text=SUITE):
 
 def run(registry, tmp_path, plan, **kwargs):
     store = Store(tmp_path / "results.sqlite")
-    runner = Runner(registry, store, ArtifactCache(tmp_path / "cache"),
-                    console=Console(quiet=True), show_progress=False, **kwargs)
+    runner = Runner(
+        registry,
+        store,
+        ArtifactCache(tmp_path / "cache"),
+        console=Console(quiet=True),
+        show_progress=False,
+        **kwargs,
+    )
     summary = runner.run(plan)
     return summary, store
 
@@ -58,8 +64,7 @@ def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path):
         assert jobs.loc[("toy-mass", "toy-gradient", seed), "status"] == "ok"
         assert "exploded on purpose" in jobs.loc[("toy-explode", None, seed), "error"]
         assert "metric 'score' is not finite" in jobs.loc[("toy-nan", None, seed), "error"]
-        assert "returned shape (8, 6)" in jobs.loc[("toy-mass", "toy-wrong-shape", seed),
-                                                   "error"]
+        assert "returned shape (8, 6)" in jobs.loc[("toy-mass", "toy-wrong-shape", seed), "error"]
     assert summary.failed == 6 and summary.ran == 10
     assert summary.models_trained == 2  # one model per seed, shared by all its evaluators
     accuracy = store.results().query("metric == 'accuracy'")["value"]
@@ -113,10 +118,10 @@ def test_lifecycle_hooks_reach_reporters_and_a_broken_reporter_is_harmless(tmp_p
         def bench_run_finished(self, suite_name, summary):
             seen.append(("end", summary.failed))
 
-    broken = types.SimpleNamespace(bench_job_finished=hookimpl(
-        lambda job, outcome: 1 / 0))
-    registry = Registry.load(extra_plugins=[("toy", toy_plugin), ("reporter", Reporter()),
-                                            ("broken-reporter", broken)])
+    broken = types.SimpleNamespace(bench_job_finished=hookimpl(lambda job, outcome: 1 / 0))
+    registry = Registry.load(
+        extra_plugins=[("toy", toy_plugin), ("reporter", Reporter()), ("broken-reporter", broken)]
+    )
     plan = make_plan(registry, SUITE.replace("toy-explode, toy-nan, toy-mass", "toy-explode"))
     summary, _ = run(registry, tmp_path, plan)
     assert seen[0] == ("start", "runner-test", 4)
@@ -128,8 +133,9 @@ def test_lifecycle_hooks_reach_reporters_and_a_broken_reporter_is_harmless(tmp_p
 def test_weights_load_with_weights_only(toy_registry, tmp_path, monkeypatch):
     import torch
 
-    plan = make_plan(toy_registry, SUITE.replace("toy-explode, toy-nan, toy-mass",
-                                                 "").replace(", ]", "]"))
+    plan = make_plan(
+        toy_registry, SUITE.replace("toy-explode, toy-nan, toy-mass", "").replace(", ]", "]")
+    )
     run(toy_registry, tmp_path, plan)
     calls = []
     original = torch.load

@@ -44,13 +44,18 @@ def test_valid_suite_resolves_names_tags_and_params(toy_registry):
         ("{steps: 5}", "{stepz: 5}", 7, ["has no parameter 'stepz'", "did you mean 'steps'"]),
         ("[0, 1]", "[zero]", 9, ["seeds[0]", "integer"]),
         ("{metric: accuracy}", "{metric: accuracy, dir: higher}", 10, ["did you mean"]),
-        ('"tag:differentiable"', '"tag:differentable"', 4, ["no model provides tag",
-                                                            "did you mean 'differentiable'"]),
+        (
+            '"tag:differentiable"',
+            '"tag:differentable"',
+            4,
+            ["no model provides tag", "did you mean 'differentiable'"],
+        ),
         ("datasets: [toy-bars]\n", "datasets: [toy-bars\n", None, ["YAML syntax error"]),
     ],
 )
-def test_bad_suites_name_file_line_field_and_suggest(toy_registry, replace, by, expected_line,
-                                                     fragments):
+def test_bad_suites_name_file_line_field_and_suggest(
+    toy_registry, replace, by, expected_line, fragments
+):
     assert replace in VALID
     with pytest.raises(BenchInputError) as info:
         parse(VALID.replace(replace, by, 1), toy_registry)
@@ -72,26 +77,35 @@ def test_missing_field_and_non_mapping(toy_registry):
 
 
 def test_duplicate_component_needs_label(toy_registry):
-    text = VALID.replace("evaluators: [toy-accuracy]",
-                         "evaluators: [toy-accuracy, toy-accuracy]")
+    text = VALID.replace("evaluators: [toy-accuracy]", "evaluators: [toy-accuracy, toy-accuracy]")
     with pytest.raises(BenchInputError, match="appears twice"):
         parse(text, toy_registry)
     labelled = VALID.replace(
         "evaluators: [toy-accuracy]",
-        "evaluators: [toy-accuracy, {name: toy-accuracy, label: x2, params: {scale: 2.0}}]")
+        "evaluators: [toy-accuracy, {name: toy-accuracy, label: x2, params: {scale: 2.0}}]",
+    )
     assert [c.label for c in parse(labelled, toy_registry).components["evaluator"]] == [
-        "toy-accuracy", "x2"]
+        "toy-accuracy",
+        "x2",
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        (VALID.replace("seeds:", "sedes:").replace("toy-bars", "mnist")
-         .replace("toy-sgd", "none").replace("{steps: 5}", "{}")
-         .replace("toy-accuracy", "classification"), ["line 9", "did you mean 'seeds'"]),
-        ("name: x\ndatasets: [mnsit]\nmodels: [mlp]\ndebiasers: [none]\n"
-         "evaluators: [classification]\nseeds: [0]\nleaderboard: {metric: accuracy}\n",
-         ["line 2", "unknown dataset 'mnsit'", "did you mean 'mnist'"]),
+        (
+            VALID.replace("seeds:", "sedes:")
+            .replace("toy-bars", "mnist")
+            .replace("toy-sgd", "none")
+            .replace("{steps: 5}", "{}")
+            .replace("toy-accuracy", "classification"),
+            ["line 9", "did you mean 'seeds'"],
+        ),
+        (
+            "name: x\ndatasets: [mnsit]\nmodels: [mlp]\ndebiasers: [none]\n"
+            "evaluators: [classification]\nseeds: [0]\nleaderboard: {metric: accuracy}\n",
+            ["line 2", "unknown dataset 'mnsit'", "did you mean 'mnist'"],
+        ),
     ],
 )
 def test_cli_bad_suite_exit_2_without_traceback(tmp_path, text, fragments):

@@ -42,8 +42,9 @@ def linear(num_classes: int, input_shape: tuple[int, int, int]) -> torch.nn.Modu
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w, num_classes))
 
 
-def sgd(model: torch.nn.Module, data: Split, *, seed: int, steps: int = 30,
-        lr: float = 0.5) -> torch.nn.Module:
+def sgd(
+    model: torch.nn.Module, data: Split, *, seed: int, steps: int = 30, lr: float = 0.5
+) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     model.train()
@@ -87,8 +88,15 @@ def wrong_shape(model, x, target):
 
 @hookimpl
 def bench_register_datasets(register):
-    register(DatasetSpec("toy-bars", make_bars, params={"n_train": 160}, version="1",
-                         provides=frozenset({"images", "groups"})))
+    register(
+        DatasetSpec(
+            "toy-bars",
+            make_bars,
+            params={"n_train": 160},
+            version="1",
+            provides=frozenset({"images", "groups"}),
+        )
+    )
 
 
 @hookimpl
@@ -99,22 +107,44 @@ def bench_register_models(register):
 @hookimpl
 def bench_register_debiasers(register):
     register(DebiaserSpec("toy-sgd", sgd, version="1", params={"steps": 30, "lr": 0.5}))
-    register(DebiaserSpec("toy-group-sgd", sgd, version="1", params={"steps": 30, "lr": 0.5},
-                          requires=frozenset({"groups", "conv"})))
+    register(
+        DebiaserSpec(
+            "toy-group-sgd",
+            sgd,
+            version="1",
+            params={"steps": 30, "lr": 0.5},
+            requires=frozenset({"groups", "conv"}),
+        )
+    )
 
 
 @hookimpl
 def bench_register_explainers(register):
-    register(ExplainerSpec("toy-gradient", gradient, version="1",
-                           requires=frozenset({"differentiable"})))
+    register(
+        ExplainerSpec("toy-gradient", gradient, version="1", requires=frozenset({"differentiable"}))
+    )
     register(ExplainerSpec("toy-wrong-shape", wrong_shape, version="1"))
 
 
 @hookimpl
 def bench_register_evaluators(register):
-    register(EvaluatorSpec("toy-accuracy", accuracy, version="1", params={"scale": 1.0},
-                           directions={"accuracy": "higher"}))
+    register(
+        EvaluatorSpec(
+            "toy-accuracy",
+            accuracy,
+            version="1",
+            params={"scale": 1.0},
+            directions={"accuracy": "higher"},
+        )
+    )
     register(EvaluatorSpec("toy-explode", explode, version="1", directions={"x": "higher"}))
     register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
-    register(EvaluatorSpec("toy-mass", attribution_mass, version="1",
-                           requires=frozenset({"explainer"}), directions={"mass": "higher"}))
+    register(
+        EvaluatorSpec(
+            "toy-mass",
+            attribution_mass,
+            version="1",
+            requires=frozenset({"explainer"}),
+            directions={"mass": "higher"},
+        )
+    )

@@ -13,7 +13,8 @@ def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None
     target = Path(out_dir) / lb.suite_name
     target.mkdir(parents=True, exist_ok=True)
     (target / "README.md").write_text(markdown.render(lb, columns), encoding="utf-8")
-    cells = lb.cells.sort_values(["dataset", "rank", "model", "debiaser", "explainer", "metric"],
-                                 na_position="last")
+    cells = lb.cells.sort_values(
+        ["dataset", "rank", "model", "debiaser", "explainer", "metric"], na_position="last"
+    )
     cells.to_csv(target / "results.csv", index=False, float_format="%.6g")
     return target

@@ -51,14 +51,22 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
         keys = keys if isinstance(keys, tuple) else (keys,)
         by_metric = {r["metric"]: r for _, r in group.iterrows()}
         rank = group["rank"].dropna()
-        rows.append({
-            "rank": int(rank.iloc[0]) if len(rank) else None,
-            "cells": [*keys, *(_cell(by_metric[m]) if m in by_metric else "—" for m in columns)],
-        })
+        rows.append(
+            {
+                "rank": int(rank.iloc[0]) if len(rank) else None,
+                "cells": [
+                    *keys,
+                    *(_cell(by_metric[m]) if m in by_metric else "—" for m in columns),
+                ],
+            }
+        )
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
 
-    header = ["rank", *row_kinds,
-              *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns)]
+    header = [
+        "rank",
+        *row_kinds,
+        *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns),
+    ]
     lines = [
         f"### {dataset}",
         "",

@@ -16,5 +16,11 @@ SUITES = {
 def bench_register_suites(register) -> None:
     for name, description in SUITES.items():
         resource = resources.files(__package__) / f"{name}.yaml"
-        register(SuiteSpec(name=name, yaml_text=resource.read_text(encoding="utf-8"),
-                           source=f"{__package__}/{name}.yaml", description=description))
+        register(
+            SuiteSpec(
+                name=name,
+                yaml_text=resource.read_text(encoding="utf-8"),
+                source=f"{__package__}/{name}.yaml",
+                description=description,
+            )
+        )
