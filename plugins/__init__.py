@@ -1,0 +1,1 @@
+"""Built-in plugins of dependable-bench, registered through the ``bench`` entry points."""

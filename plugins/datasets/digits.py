@@ -1,0 +1,37 @@
+"""scikit-learn's 1,797 real 8x8 handwritten digits (UCI optical recognition set), no download.
+
+Pixel values are 0..16 and are scaled to [0, 1]. A fixed stratified 80 / 20 split
+(1,437 / 360) keeps the test images the same for every job.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from benchmark.specs import Dataset
+from plugins.datasets.splits import stratified_split, to_split
+
+TEST_SIZE = 360
+
+
+@lru_cache(maxsize=1)
+def _arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images[:, None, :, :] / 16.0).astype(np.float32)
+    return images, digits.target.astype(np.int64)
+
+
+def load_digits(train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+    """The fixed split; ``*_limit`` takes a stratified subset (fast tests), never a reshuffle."""
+    x, y = _arrays()
+    x_train, x_test, y_train, y_test = stratified_split(x, y, TEST_SIZE)
+    return Dataset(
+        train=to_split(x_train, y_train, train_limit, "digits train_limit"),
+        test=to_split(x_test, y_test, test_limit, "digits test_limit"),
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+    )

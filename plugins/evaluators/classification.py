@@ -1,0 +1,73 @@
+"""Standard classification quality on the held-out split, computed with scikit-learn.
+
+Accuracy; macro precision, recall and F1 (``zero_division=0``: a class never predicted counts
+as precision 0, the conservative reading); macro one-vs-rest AUROC on softmax probabilities;
+and, as arrays, per-class precision / recall / F1 / AUROC and the confusion matrix (rows are
+true classes). AUROC is averaged over the classes that have both positives and negatives in
+the test labels, so a test subset missing a class still gets a score (scikit-learn's
+``multi_class="ovr"`` refuses it); with every class present this equals scikit-learn's
+``roc_auc_score(..., multi_class="ovr", average="macro")``, which the tests check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from benchmark.specs import Evaluation, EvaluationContext
+from plugins.evaluators.predictions import predict_logits
+
+DIRECTIONS = {
+    "accuracy": "higher",
+    "precision_macro": "higher",
+    "recall_macro": "higher",
+    "f1_macro": "higher",
+    "auroc_macro": "higher",
+}
+
+
+def per_class_auroc(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """One-vs-rest AUROC per class; NaN where a class is all-positive or all-negative."""
+    scores = np.full(probabilities.shape[1], np.nan)
+    for c in range(probabilities.shape[1]):
+        positives = y_true == c
+        if 0 < positives.sum() < len(y_true):
+            scores[c] = skm.roc_auc_score(positives, probabilities[:, c])
+    return scores
+
+
+def classification_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, num_classes: int
+) -> Evaluation:
+    """All metrics from true labels and predicted class probabilities ``(N, num_classes)``."""
+    labels = np.arange(num_classes)
+    y_pred = probabilities.argmax(axis=1)
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    auroc = per_class_auroc(y_true, probabilities)
+    if np.isnan(auroc).all():
+        raise ValueError("AUROC is undefined: the test labels hold a single class")
+    return Evaluation(
+        metrics={
+            "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+            "precision_macro": float(precision.mean()),
+            "recall_macro": float(recall.mean()),
+            "f1_macro": float(f1.mean()),
+            "auroc_macro": float(np.nanmean(auroc)),
+        },
+        arrays={
+            "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "auroc": [None if np.isnan(a) else float(a) for a in auroc],
+        },
+    )
+
+
+def evaluate_classification(context: EvaluationContext, batch_size: int = 512) -> Evaluation:
+    test = context.dataset.test
+    logits = predict_logits(context.model, test.x, batch_size)
+    probabilities = logits.softmax(dim=1).double().numpy()
+    return classification_metrics(test.y.numpy(), probabilities, context.dataset.num_classes)

@@ -1,0 +1,59 @@
+"""The small CNN of the source slides (``shared/seeds/002``), the MNIST model of the thesis.
+
+Layers, exactly as in the source: conv 1->10 (k5), max-pool 2, ReLU, conv 10->20 (k5),
+dropout, max-pool 2, ReLU, then fc 320->50, ReLU, dropout, fc 50->10; 21,840 parameters on
+1x28x28 inputs. Two deliberate differences:
+
+* the final ``Softmax`` of the source is dropped: the model returns logits, which is what
+  ``cross_entropy`` expects and what attribution methods (gradients, Grad-CAM, SHAP) explain;
+* it adapts to the dataset: input channels and class count come from the data, and inputs too
+  small for two unpadded 5x5 convolutions (scikit-learn's 8x8 digits) get padding 2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _spatial(size: int, padding: int) -> int:
+    """Side length after (conv k5 -> pool 2) twice."""
+    for _ in range(2):
+        size = (size + 2 * padding - 4) // 2
+    return size
+
+
+class SeedCNN(nn.Module):
+    def __init__(
+        self, num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        padding = 0 if min(_spatial(height, 0), _spatial(width, 0)) >= 1 else 2
+        if min(_spatial(height, padding), _spatial(width, padding)) < 1:
+            raise ValueError(f"seed-cnn needs inputs of at least 4x4 pixels, got {input_shape}")
+        self.conv_layers = nn.Sequential(
+            nn.Conv2d(channels, 10, kernel_size=5, padding=padding),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, kernel_size=5, padding=padding),
+            nn.Dropout(dropout),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+        )
+        flat = 20 * _spatial(height, padding) * _spatial(width, padding)
+        self.fc_layers = nn.Sequential(
+            nn.Linear(flat, 50),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(50, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_layers(torch.flatten(self.conv_layers(x), 1))
+
+
+def build_seed_cnn(
+    num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
+) -> SeedCNN:
+    return SeedCNN(num_classes, tuple(input_shape), dropout=dropout)
