@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from benchmark.specs import Split
 
@@ -20,6 +19,8 @@ def stratified_split(
     x: np.ndarray, y: np.ndarray, test_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train / test arrays with class proportions preserved, identical on every call."""
+    from sklearn.model_selection import train_test_split  # lazy: keeps `bench` start-up fast
+
     return train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
 
 
@@ -32,6 +33,8 @@ def to_split(x: np.ndarray, y: np.ndarray, limit: int | None, name: str) -> Spli
         if limit < n_classes:
             raise ValueError(f"{name}: limit {limit} is below the number of classes {n_classes}")
         if limit < len(y):
+            from sklearn.model_selection import train_test_split
+
             x, _, y, _ = train_test_split(
                 x, y, train_size=limit, stratify=y, random_state=SPLIT_SEED
             )

@@ -12,7 +12,6 @@ the test labels, so a test subset missing a class still gets a score (scikit-lea
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from benchmark.specs import Evaluation, EvaluationContext
 from plugins.evaluators.predictions import predict_logits
@@ -28,6 +27,8 @@ DIRECTIONS = {
 
 def per_class_auroc(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """One-vs-rest AUROC per class; NaN where a class is all-positive or all-negative."""
+    from sklearn import metrics as skm  # lazy: keeps `bench` start-up fast
+
     scores = np.full(probabilities.shape[1], np.nan)
     for c in range(probabilities.shape[1]):
         positives = y_true == c
@@ -40,6 +41,8 @@ def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, num_classes: int
 ) -> Evaluation:
     """All metrics from true labels and predicted class probabilities ``(N, num_classes)``."""
+    from sklearn import metrics as skm
+
     labels = np.arange(num_classes)
     y_pred = probabilities.argmax(axis=1)
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
