@@ -18,14 +18,18 @@ from benchmark.planner import Job, Plan
 from benchmark.specs import KINDS
 from benchmark.store import Store
 
-ROW_KINDS = ("model", "debiaser", "explainer", "evaluator")
-"""What identifies a leaderboard row within a dataset (the dataset partitions the tables)."""
+ROW_KINDS = ("model", "debiaser", "explainer")
+"""What identifies a leaderboard row within a dataset (the dataset partitions the tables);
+each evaluator contributes columns. A metric name that two evaluators share is shown as
+``evaluator.metric`` so that no column mixes two definitions."""
 
 
 @dataclass
 class Leaderboard:
     """Aggregated cells plus what is needed to render them."""
 
+    suite_ref: str
+    """What to pass to ``bench run --suite`` to reproduce the numbers."""
     suite_name: str
     description: str
     cells: pd.DataFrame
@@ -41,15 +45,6 @@ class Leaderboard:
 def _combo(job: Job) -> tuple[str, ...]:
     labels = job.labels()
     return tuple(labels[k] or "" for k in KINDS)
-
-
-def _direction(plan: Plan, metric: str, override: str | None) -> str:
-    if override:
-        return override
-    for evaluator in plan.suite.components["evaluator"]:
-        if metric in evaluator.spec.directions:
-            return evaluator.spec.directions[metric]
-    return "higher"
 
 
 def aggregate(plan: Plan, store: Store) -> Leaderboard:
@@ -113,18 +108,29 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
             "n_missing",
         ],
     )
+    owners = cells.groupby("metric")["evaluator"].nunique()
+    shared = cells["metric"].map(owners) > 1
+    cells.loc[shared, "metric"] = cells.loc[shared, "evaluator"] + "." + cells.loc[shared, "metric"]
 
     primary: dict[str, tuple[str, str]] = {}
     for dataset in plan.suite.components["dataset"]:
         metric = definition.metric_by_dataset.get(dataset.label, definition.metric)
-        primary[dataset.label] = (metric, _direction(plan, metric, definition.direction))
+        declared = cells.loc[cells["metric"] == metric, "direction"]
+        direction = definition.direction or (declared.iloc[0] if len(declared) else "higher")
+        primary[dataset.label] = (metric, direction)
     cells["rank"] = _rank(cells, primary)
 
     runs = store.runs()
     runs = runs[runs["suite"] == plan.suite.name]
     failures = pd.DataFrame(failure_rows, columns=[*KINDS, "seed", "error"])
     return Leaderboard(
-        plan.suite.name, plan.suite.model.description, cells, primary, failures, runs
+        plan.suite.ref,
+        plan.suite.name,
+        plan.suite.model.description,
+        cells,
+        primary,
+        failures,
+        runs,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,6 +148,8 @@ class Suite:
     source: str
     components: dict[str, list[Component]]
     """Per kind (``dataset``, ``model``, ...), in the order the file lists them."""
+    ref: str = ""
+    """How the user named the suite (built-in name or path): what reproduces it."""
 
     @property
     def name(self) -> str:
@@ -180,7 +182,7 @@ def load(ref: str, registry: Registry) -> Suite:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise BenchInputError("suite file not found", where=str(path))
-        return parse(path.read_text(encoding="utf-8"), str(path), registry)
+        return replace(parse(path.read_text(encoding="utf-8"), str(path), registry), ref=ref)
     names = registry.names("suite")
     if ref not in names:
         raise BenchInputError(
@@ -189,9 +191,8 @@ def load(ref: str, registry: Registry) -> Suite:
             + "; pass a built-in suite name or a path to a .yaml file"
         )
     spec = registry.get("suite", ref)
-    return parse(
-        spec.yaml_text, spec.source or f"suite '{ref}' of plugin '{spec.plugin}'", registry
-    )
+    source = spec.source or f"suite '{ref}' of plugin '{spec.plugin}'"
+    return replace(parse(spec.yaml_text, source, registry), ref=ref)
 
 
 def parse(text: str, source: str, registry: Registry) -> Suite:
@@ -327,4 +328,4 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                 line=_line_of(node, [field_name]),
             )
         components[kind] = resolved
-    return Suite(model=model, source=source, components=components)
+    return Suite(model=model, source=source, components=components, ref=source)

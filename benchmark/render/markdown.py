@@ -87,7 +87,7 @@ def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "")
     if lb.description:
         parts += [lb.description.strip(), ""]
     parts += [
-        f"Reproduce with `{command or f'bench run --suite {lb.suite_name}'}`. "
+        f"Reproduce with `{command or f'bench run --suite {lb.suite_ref}'}`. "
         "Generated from the results store by `bench leaderboard`; do not edit by hand.",
         "",
         "Cells show mean ± standard deviation over seeds (ddof=1) and n, the number of seeds "
@@ -101,7 +101,8 @@ def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "")
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():
-            job = " / ".join(str(failure[k]) for k in ("dataset", *ROW_KINDS) if failure[k])
+            kinds = ("dataset", *ROW_KINDS, "evaluator")
+            job = " / ".join(str(failure[k]) for k in kinds if failure[k])
             error = str(failure["error"]).replace("|", "\\|").replace("\n", " ")
             parts.append(f"| {job} | {failure['seed']} | {error} |")
         parts.append("")
