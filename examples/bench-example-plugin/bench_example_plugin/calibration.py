@@ -1,57 +1,157 @@
 """Calibration: does a classifier's confidence match how often it is right?
 
-* ECE, expected calibration error (Naeini et al. 2015; Guo et al. 2017, eq. 3): predictions are
-  put in ``bins`` equal-width confidence bins; ECE = sum_b |B_b|/n * |acc(B_b) - conf(B_b)|.
-* MCE, maximum calibration error: max over non-empty bins of |acc(B_b) - conf(B_b)|.
-* NLL: mean negative log-likelihood of the true class.
-* Brier score (Brier 1950, multi-class): mean over samples of sum_k (p_k - 1[y = k])^2.
+Accuracy says nothing about whether a model's 90% means 90%; a dependable classifier must also
+say how sure it is. Four scores, all lower is better, on the test split:
 
-All lower is better. Binning uses ``bincount`` over the whole split at once.
+* ECE, expected calibration error (Naeini et al. 2015; Guo et al. 2017, "On Calibration of
+  Modern Neural Networks", eq. 3). The top-class confidences are put in ``bins`` equal-width
+  bins ``B_m = ((m-1)/M, m/M]`` (half-open as in the paper: a confidence on an edge goes to the
+  lower bin) and ``ECE = sum_m |B_m|/n * |acc(B_m) - conf(B_m)|``.
+* MCE, maximum calibration error (Guo et al. 2017, eq. 5): ``max_m |acc(B_m) - conf(B_m)|`` over
+  the non-empty bins.
+* NLL: mean negative log-likelihood of the true class, from log-softmax of the logits so a
+  probability that underflows to 0 still gives a finite score.
+* Brier score (Brier 1950, multi-class form): mean over samples of ``sum_k (p_k - 1[y = k])^2``,
+  in [0, 2]. It equals ``sklearn.metrics.brier_score_loss(..., scale_by_half=False)``.
+
+Everything is vectorised: the binning is one ``bucketize`` and three ``bincount`` calls over the
+whole split, in float64. ``tests/test_calibration.py`` checks each function against values
+computed by hand, against scikit-learn (NLL, Brier) and against a plain per-bin loop (ECE, MCE).
+Per-bin counts, mean confidences and accuracies are returned as arrays so a reliability diagram
+can be drawn from the stored results.
 """
 
 from __future__ import annotations
 
 import torch
-
 from benchmark import Evaluation, EvaluationContext
+from benchmark.specs import Direction
+from torch import nn
 
-DIRECTIONS = {"ece": "lower", "mce": "lower", "nll": "lower", "brier": "lower"}
+DIRECTIONS: dict[str, Direction] = {
+    "ece": "lower",
+    "mce": "lower",
+    "nll": "lower",
+    "brier": "lower",
+}
 
 
-def calibration_metrics(
+def _check(scores: torch.Tensor, labels: torch.Tensor) -> None:
+    if scores.ndim != 2 or labels.ndim != 1 or scores.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"expected scores (N, K) and labels (N,), got {tuple(scores.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
+    if labels.shape[0] == 0:
+        raise ValueError("calibration metrics need at least one sample")
+
+
+def bin_statistics(
     probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15
-) -> dict[str, float]:
-    """Metrics from class probabilities ``(N, K)`` (rows sum to 1) and labels ``(N,)``."""
-    if bins < 1:
-        raise ValueError(f"bins must be positive, got {bins}")
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-bin ``(count, mean confidence, accuracy)`` of the top-class predictions.
+
+    ``probabilities`` is ``(N, K)`` with rows summing to 1, ``labels`` ``(N,)``. Bin ``m`` (from
+    0) holds confidences in ``(m/bins, (m+1)/bins]``; mean confidence and accuracy are 0 in an
+    empty bin, whose count is 0.
+    """
+    _check(probabilities, labels)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
     probabilities = probabilities.double()
     confidence, predicted = probabilities.max(dim=1)
     correct = (predicted == labels).double()
-    # bin b holds confidences in (b/bins, (b+1)/bins]; confidence 0 cannot occur (max >= 1/K)
-    index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
+    # Interior edges 1/M .. (M-1)/M; right=False puts a confidence equal to an edge in the lower
+    # bin, Guo et al.'s ((m-1)/M, m/M]. Dividing integers keeps edges like 3/10 exactly 0.3.
+    edges = torch.arange(1, bins, dtype=torch.float64) / bins
+    index = torch.bucketize(confidence, edges, right=False)
     count = torch.bincount(index, minlength=bins).double()
-    conf_sum = torch.bincount(index, weights=confidence, minlength=bins)
-    acc_sum = torch.bincount(index, weights=correct, minlength=bins)
-    filled = count > 0
-    gap = (acc_sum[filled] / count[filled] - conf_sum[filled] / count[filled]).abs()
-    n = len(labels)
-    true_class = probabilities.gather(1, labels[:, None]).squeeze(1)
-    one_hot = torch.nn.functional.one_hot(labels, probabilities.shape[1]).double()
-    return {
-        "ece": float((count[filled] / n * gap).sum()),
-        "mce": float(gap.max()),
-        "nll": float(-torch.log(true_class.clamp_min(1e-12)).mean()),
-        "brier": float(((probabilities - one_hot) ** 2).sum(dim=1).mean()),
-    }
+    filled = count.clamp_min(1)
+    mean_confidence = torch.bincount(index, weights=confidence, minlength=bins) / filled
+    accuracy = torch.bincount(index, weights=correct, minlength=bins) / filled
+    return count, mean_confidence, accuracy
+
+
+def expected_calibration_error(
+    probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15
+) -> float:
+    """ECE (Guo et al. 2017, eq. 3): bin-size-weighted mean of |accuracy - confidence|."""
+    count, confidence, accuracy = bin_statistics(probabilities, labels, bins)
+    return float((count / count.sum() * (accuracy - confidence).abs()).sum())
+
+
+def maximum_calibration_error(
+    probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15
+) -> float:
+    """MCE (Guo et al. 2017, eq. 5): the largest |accuracy - confidence| of a non-empty bin."""
+    count, confidence, accuracy = bin_statistics(probabilities, labels, bins)
+    return float((accuracy - confidence)[count > 0].abs().max())
+
+
+def negative_log_likelihood(log_probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean ``-log p(y | x)`` from log-probabilities ``(N, K)`` (take ``log_softmax`` of logits)."""
+    _check(log_probabilities, labels)
+    return float(-log_probabilities.double().gather(1, labels[:, None]).mean())
+
+
+def brier_score(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    """Multi-class Brier score: mean over samples of the squared distance to the one-hot label."""
+    _check(probabilities, labels)
+    one_hot = nn.functional.one_hot(labels, probabilities.shape[1]).double()
+    return float(((probabilities.double() - one_hot) ** 2).sum(dim=1).mean())
+
+
+def _per_bin(values: torch.Tensor, count: torch.Tensor) -> list[float | None]:
+    """JSON-ready per-bin values; ``None`` for an empty bin, whose mean is undefined."""
+    return [v if n > 0 else None for v, n in zip(values.tolist(), count.tolist(), strict=True)]
+
+
+def calibration_metrics(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Evaluation:
+    """All four metrics plus the per-bin reliability arrays, from logits ``(N, K)``."""
+    log_probabilities = logits.double().log_softmax(dim=1)
+    probabilities = log_probabilities.exp()
+    count, confidence, accuracy = bin_statistics(probabilities, labels, bins)
+    gap = (accuracy - confidence).abs()
+    return Evaluation(
+        metrics={
+            "ece": float((count / count.sum() * gap).sum()),
+            "mce": float(gap[count > 0].max()),
+            "nll": negative_log_likelihood(log_probabilities, labels),
+            "brier": brier_score(probabilities, labels),
+        },
+        arrays={
+            "bin_upper_edge": [(m + 1) / bins for m in range(bins)],
+            "bin_count": [int(c) for c in count],
+            "bin_confidence": _per_bin(confidence, count),
+            "bin_accuracy": _per_bin(accuracy, count),
+        },
+    )
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of every row of ``x`` on the model's device, in eval mode and under no_grad."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if len(x) == 0:
+        raise ValueError("the test split is empty: nothing to calibrate")
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    model(x[i : i + batch_size].to(device)).cpu()
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
+    finally:
+        model.train(was_training)
 
 
 def evaluate_calibration(
     context: EvaluationContext, bins: int = 15, batch_size: int = 512
 ) -> Evaluation:
-    model, test = context.model, context.dataset.test
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat(
-            [model(test.x[i : i + batch_size]) for i in range(0, len(test), batch_size)]
-        )
-    return Evaluation(calibration_metrics(logits.softmax(dim=1), test.y, bins))
+    """The ``calibration`` evaluator: metrics of ``context.model`` on the test split."""
+    test = context.dataset.test
+    return calibration_metrics(predict_logits(context.model, test.x, batch_size), test.y, bins)
