@@ -39,7 +39,7 @@ class Leaderboard:
     failures: pd.DataFrame
     """One row per failed job: components, seed, error."""
     runs: pd.DataFrame
-    """The store's runs of this suite (for versions and dates)."""
+    """The runs that produced the stored results shown (for versions and dates)."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -121,7 +121,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     cells["rank"] = _rank(cells, primary)
 
     runs = store.runs()
-    runs = runs[runs["suite"] == plan.suite.name]
+    runs = runs[runs["run_id"].isin(set(results["run_id"].dropna()))]
     failures = pd.DataFrame(failure_rows, columns=[*KINDS, "seed", "error"])
     return Leaderboard(
         plan.suite.ref,

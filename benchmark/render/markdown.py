@@ -113,10 +113,13 @@ def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "")
         parts += [
             "## Provenance",
             "",
-            f"Last run {last['run_id']} started {last['started_at']} on {machine['platform']} "
+            f"Results produced by run {', '.join(str(r) for r in lb.runs['run_id'])} of the "
+            f"store; the latest started {last['started_at']} on {machine['platform']} "
             f"({machine['processor']}, {machine['torch_threads']} torch threads).",
             "",
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
+            "Versions (latest run): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+            + ".",
             "",
         ]
     return "\n".join(parts)
