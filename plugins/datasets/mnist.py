@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from benchmark.specs import Dataset
-from plugins.datasets.splits import stratified_split, to_split
+from plugins.datasets.splits import fixed_split_dataset
 
 TEST_SIZE = 1000
 
@@ -28,11 +28,4 @@ def _arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def load_mnist(train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
     """The fixed split; ``*_limit`` takes a stratified subset (fast tests), never a reshuffle."""
-    x, y = _arrays()
-    x_train, x_test, y_train, y_test = stratified_split(x, y, TEST_SIZE)
-    return Dataset(
-        train=to_split(x_train, y_train, train_limit, "mnist train_limit"),
-        test=to_split(x_test, y_test, test_limit, "mnist test_limit"),
-        num_classes=10,
-        class_names=tuple(str(d) for d in range(10)),
-    )
+    return fixed_split_dataset("mnist", *_arrays(), TEST_SIZE, train_limit, test_limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.specs import Split
+from benchmark.specs import Dataset, Split
 
 SPLIT_SEED = 0
 """The one random state behind every built-in split (and every ``*_limit`` subset)."""
@@ -40,3 +40,22 @@ def to_split(x: np.ndarray, y: np.ndarray, limit: int | None, name: str) -> Spli
             )
     images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return Split(x=images, y=torch.from_numpy(np.asarray(y, dtype=np.int64)))
+
+
+def fixed_split_dataset(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    test_size: int,
+    train_limit: int | None,
+    test_limit: int | None,
+) -> Dataset:
+    """A dataset with the fixed stratified split; limits take subsets, never a reshuffle."""
+    x_train, x_test, y_train, y_test = stratified_split(x, y, test_size)
+    classes = int(y.max()) + 1
+    return Dataset(
+        train=to_split(x_train, y_train, train_limit, f"{name} train_limit"),
+        test=to_split(x_test, y_test, test_limit, f"{name} test_limit"),
+        num_classes=classes,
+        class_names=tuple(str(c) for c in range(classes)),
+    )
