@@ -120,6 +120,21 @@ def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> to
     return attributions
 
 
+def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
+    """Enforce the model contract on two test images: logits ``(N, num_classes)``, finite."""
+    with torch.no_grad():
+        out = model(dataset.test.x[:2])
+    expected = (min(2, len(dataset.test)), dataset.num_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ContractError(
+            f"model '{label}' returned {shape} for a batch of test images; "
+            f"expected logits of shape {expected}"
+        )
+    if not torch.isfinite(out).all():
+        raise ContractError(f"model '{label}' returned non-finite logits after training")
+
+
 class Runner:
     """Executes a plan serially on this machine, with caching, isolation and resume."""
 
@@ -302,6 +317,7 @@ class Runner:
             status = "trained"
             self._summary.models_trained += 1
         model.eval()
+        check_logits(model, dataset, job.model.label)
         if data is None:
             self._model_memo = (key, model)
         return model, status

@@ -157,3 +157,15 @@ def _torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def test_model_with_wrong_logit_shape_fails_its_jobs_only(toy_registry, tmp_path):
+    text = SUITE.replace("models: [toy-linear]", "models: [toy-linear, toy-wrong-width]")
+    text = text.replace("toy-explode, toy-nan, toy-mass", "").replace(", ]", "]")
+    text = text.replace("explainers: [toy-gradient, toy-wrong-shape]\n", "")
+    summary, store = run(toy_registry, tmp_path, make_plan(toy_registry, text))
+    jobs = store.jobs().set_index("model")
+    assert set(jobs.loc["toy-linear", "status"]) == {"ok"}
+    assert set(jobs.loc["toy-wrong-width", "status"]) == {"failed"}
+    assert "expected logits of shape (2, 2)" in jobs.loc["toy-wrong-width", "error"].iloc[0]
+    assert summary.failed == 2

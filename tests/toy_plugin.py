@@ -102,6 +102,7 @@ def bench_register_datasets(register):
 @hookimpl
 def bench_register_models(register):
     register(ModelSpec("toy-linear", linear, version="1", provides=frozenset({"differentiable"})))
+    register(ModelSpec("toy-wrong-width", wrong_width, version="1"))
 
 
 @hookimpl
@@ -148,3 +149,8 @@ def bench_register_evaluators(register):
             directions={"mass": "higher"},
         )
     )
+
+
+def wrong_width(num_classes: int, input_shape: tuple[int, int, int]) -> torch.nn.Module:
+    """Ignores num_classes: the runner must catch it before any evaluator sees its logits."""
+    return linear(num_classes + 1, input_shape)
