@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import DatasetSpec
 from plugins.datasets.digits import load_digits
@@ -11,7 +13,7 @@ _LIMITS = {"train_limit": None, "test_limit": None}
 
 
 @hookimpl
-def bench_register_datasets(register) -> None:
+def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(
         DatasetSpec(
             name="mnist",

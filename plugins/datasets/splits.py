@@ -32,6 +32,8 @@ def to_split(x: np.ndarray, y: np.ndarray, limit: int | None, name: str) -> Spli
         n_classes = len(np.unique(y))
         if limit < n_classes:
             raise ValueError(f"{name}: limit {limit} is below the number of classes {n_classes}")
+        if limit > len(y):
+            raise ValueError(f"{name}: limit {limit} exceeds the {len(y)} images of the split")
         if limit < len(y):
             from sklearn.model_selection import train_test_split
 

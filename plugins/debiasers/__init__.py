@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import DebiaserSpec
 from plugins.debiasers.erm import train_erm
 
 
 @hookimpl
-def bench_register_debiasers(register) -> None:
+def bench_register_debiasers(register: Callable[[DebiaserSpec], None]) -> None:
     register(
         DebiaserSpec(
             name="none",

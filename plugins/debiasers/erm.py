@@ -43,6 +43,8 @@ def train_erm(
     """Train ``model`` in place on ``data.x, data.y`` and return it in eval mode."""
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import EvaluatorSpec
 from plugins.evaluators.classification import DIRECTIONS, evaluate_classification
 
 
 @hookimpl
-def bench_register_evaluators(register) -> None:
+def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None:
     register(
         EvaluatorSpec(
             name="classification",

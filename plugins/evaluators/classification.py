@@ -1,12 +1,20 @@
 """Standard classification quality on the held-out split, computed with scikit-learn.
 
-Accuracy; macro precision, recall and F1 (``zero_division=0``: a class never predicted counts
-as precision 0, the conservative reading); macro one-vs-rest AUROC on softmax probabilities;
-and, as arrays, per-class precision / recall / F1 / AUROC and the confusion matrix (rows are
-true classes). AUROC is averaged over the classes that have both positives and negatives in
-the test labels, so a test subset missing a class still gets a score (scikit-learn's
-``multi_class="ovr"`` refuses it); with every class present this equals scikit-learn's
-``roc_auc_score(..., multi_class="ovr", average="macro")``, which the tests check.
+* accuracy;
+* macro precision, recall and F1 with ``zero_division=0`` (a class never predicted counts as
+  precision 0, the conservative reading), exactly scikit-learn's ``average="macro"``: the mean
+  over the classes that occur in the labels or the predictions, so a class absent from both
+  (a small test subset) is not averaged in as a zero;
+* macro one-vs-rest AUROC on softmax probabilities (the multi-class AUC variants are reviewed
+  in Fawcett 2006, "An introduction to ROC analysis", sec. 10; unweighted OvR is
+  scikit-learn's ``multi_class="ovr", average="macro"``). It is computed
+  class by class and averaged over the classes that have both positives and negatives in the
+  test labels, so a test subset missing a class still gets a score where scikit-learn's
+  ``multi_class="ovr"`` refuses one; with every class present the two are equal, which the
+  tests check;
+* as JSON-ready lists: the confusion matrix (rows are true classes, columns predicted ones) and
+  per-class precision / recall / F1 / AUROC over all ``num_classes`` (AUROC ``None`` where it
+  is undefined).
 """
 
 from __future__ import annotations
@@ -48,28 +56,32 @@ def classification_metrics(
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    macro_p, macro_r, macro_f1, _ = skm.precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0
+    )
     auroc = per_class_auroc(y_true, probabilities)
     if np.isnan(auroc).all():
         raise ValueError("AUROC is undefined: the test labels hold a single class")
     return Evaluation(
         metrics={
             "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-            "precision_macro": float(precision.mean()),
-            "recall_macro": float(recall.mean()),
-            "f1_macro": float(f1.mean()),
+            "precision_macro": float(macro_p),
+            "recall_macro": float(macro_r),
+            "f1_macro": float(macro_f1),
             "auroc_macro": float(np.nanmean(auroc)),
         },
         arrays={
-            "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels),
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
+            "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
             "auroc": [None if np.isnan(a) else float(a) for a in auroc],
         },
     )
 
 
 def evaluate_classification(context: EvaluationContext, batch_size: int = 512) -> Evaluation:
+    """Score ``context.model`` on the test split; inference in eval mode, batched, no_grad."""
     test = context.dataset.test
     logits = predict_logits(context.model, test.x, batch_size)
     probabilities = logits.softmax(dim=1).double().numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import ModelSpec
 from plugins.models.mlp import build_mlp
@@ -9,7 +11,7 @@ from plugins.models.seed_cnn import build_seed_cnn
 
 
 @hookimpl
-def bench_register_models(register) -> None:
+def bench_register_models(register: Callable[[ModelSpec], None]) -> None:
     register(
         ModelSpec(
             name="seed-cnn",

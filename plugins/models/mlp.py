@@ -16,6 +16,7 @@ def build_mlp(
     hidden: list[int] | tuple[int, ...] = (256, 128),
     dropout: float = 0.2,
 ) -> nn.Sequential:
+    """Flatten, then ``Linear -> ReLU -> Dropout`` per entry of ``hidden``, then logits."""
     if not hidden or any(int(h) < 1 for h in hidden):
         raise ValueError(f"mlp: hidden must list positive layer widths, got {hidden!r}")
     layers: list[nn.Module] = [nn.Flatten()]

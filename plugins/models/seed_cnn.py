@@ -24,6 +24,9 @@ def _spatial(size: int, padding: int) -> int:
 
 
 class SeedCNN(nn.Module):
+    """``conv_layers`` then ``fc_layers``, named as in the source so checkpoints and the CAM
+    target path (``conv_layers.3``, the second convolution) read the same."""
+
     def __init__(
         self, num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
     ) -> None:
@@ -56,4 +59,5 @@ class SeedCNN(nn.Module):
 def build_seed_cnn(
     num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
 ) -> SeedCNN:
+    """Model factory: the source CNN for ``input_shape`` ``(C, H, W)`` and ``num_classes``."""
     return SeedCNN(num_classes, tuple(input_shape), dropout=dropout)
