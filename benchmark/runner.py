@@ -368,19 +368,30 @@ class Runner:
         explainer = job.explainer
         assert explainer is not None
 
+        layer = job.model.spec.target_layer if explainer.spec.uses_target_layer else ""
+
         def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             key = digest(
                 {
                     "model": tensor_fingerprint(*model.state_dict().values()),
                     "explainer": explainer.identity(),
+                    "layer": layer,
                     "inputs": tensor_fingerprint(x, target),
                 }
             )
             if self.cache.has("attributions", key):
                 return self.cache.load("attributions", key)
             model.eval()
+            params = dict(explainer.params)
+            if explainer.spec.uses_target_layer and "target_layer" not in params:
+                if not job.model.spec.target_layer:
+                    raise ContractError(
+                        f"explainer '{explainer.label}' needs a target layer, but model "
+                        f"'{job.model.label}' declares none (ModelSpec.target_layer)"
+                    )
+                params["target_layer"] = job.model.spec.target_layer
             out = check_attributions(
-                explainer.spec.factory(model, x, target, **explainer.params), x, explainer.label
+                explainer.spec.factory(model, x, target, **params), x, explainer.label
             )
             self.cache.save("attributions", key, out)
             return out

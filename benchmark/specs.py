@@ -103,6 +103,10 @@ class ExplainerSpec(ComponentSpec):
     """An attribution method. Provides ``explainer`` implicitly (see ``all_provides``)."""
 
     kind: ClassVar[str] = "explainer"
+    uses_target_layer: bool = False
+    """When true the runner passes ``target_layer=<ModelSpec.target_layer>`` (a
+    ``model.get_submodule`` path) to the factory, so CAM-style methods hook the layer the model
+    author chose instead of guessing. Such explainers should also require ``conv``."""
 
 
 @dataclass(frozen=True)
