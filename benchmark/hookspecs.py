@@ -85,7 +85,7 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
 
     The factory is called as ``factory(context, **params)`` with a
     ``benchmark.specs.EvaluationContext`` and returns a ``benchmark.specs.Evaluation`` of
-    finite scalar metrics (plus optional arrays and figures). Declare each metric's
+    finite scalar metrics (plus optional arrays). Declare each metric's
     direction in ``directions`` and what you need in ``requires`` (``explainer``,
     ``groups``, ``retrain``, ...).
     """

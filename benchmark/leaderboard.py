@@ -9,13 +9,13 @@ confusing blanks, facebookresearch/DomainBed#75 and #127).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from benchmark.planner import Job, Plan
-from benchmark.specs import KINDS
+from benchmark.specs import KINDS, EvaluatorSpec
 from benchmark.store import Store
 
 ROW_KINDS = ("model", "debiaser", "explainer")
@@ -40,6 +40,9 @@ class Leaderboard:
     """One row per failed job: components, seed, error."""
     runs: pd.DataFrame
     """The runs that produced the stored results shown (for versions and dates)."""
+    figure_inputs: dict[str, tuple[EvaluatorSpec, pd.DataFrame]] = field(default_factory=dict)
+    """Per evaluator label that draws figures: its spec and one row per successful job
+    (component labels, seed, stored ``arrays``), the input of ``EvaluatorSpec.figures``."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -58,6 +61,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         expected[_combo(job)].append(job)
 
     rows, failure_rows = [], []
+    figure_rows: dict[str, list[dict]] = defaultdict(list)
     for combo, jobs in expected.items():
         values: dict[str, list[float]] = defaultdict(list)
         n_failed = n_missing = 0
@@ -78,6 +82,10 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
                 continue
             for metric, value in zip(frame["metric"], frame["value"], strict=True):
                 values[metric].append(float(value))
+            if job.evaluator.spec.figures is not None:
+                figure_rows[job.evaluator.label].append(
+                    {**job.labels(), "seed": job.seed, "arrays": store.arrays(job.key)}
+                )
         metrics = list(values) or list(jobs[0].evaluator.spec.directions)
         for metric in metrics:
             vals = np.asarray(values.get(metric, []), dtype=float)
@@ -123,6 +131,10 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     runs = store.runs()
     runs = runs[runs["run_id"].isin(set(results["run_id"].dropna()))]
     failures = pd.DataFrame(failure_rows, columns=[*KINDS, "seed", "error"])
+    specs = {c.label: c.spec for c in plan.suite.components["evaluator"]}
+    figure_inputs = {
+        label: (specs[label], pd.DataFrame(rows_)) for label, rows_ in figure_rows.items()
+    }
     return Leaderboard(
         plan.suite.ref,
         plan.suite.name,
@@ -131,6 +143,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         primary,
         failures,
         runs,
+        figure_inputs,
     )
 
 

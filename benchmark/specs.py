@@ -116,6 +116,13 @@ class EvaluatorSpec(ComponentSpec):
     kind: ClassVar[str] = "evaluator"
     directions: Mapping[str, Direction] = field(default_factory=dict)
     """``metric -> "higher" | "lower"``: which way is better, for ranking and table headers."""
+    figures: Callable[[Any], dict[str, Any]] | None = None
+    """Optional ``figures(results) -> {file stem: matplotlib Figure}``, drawn when a leaderboard
+    is written. ``results`` is a pandas DataFrame with one row per successful job of this
+    evaluator: the component labels (``dataset``, ``model``, ``debiaser``, ``explainer``,
+    ``evaluator``), ``seed`` and ``arrays`` (the job's stored arrays). Figures are thus
+    regenerated from stored records only, like the tables, and can compare every row of the
+    leaderboard in one plot (ROAR curves of all explainers against the random baseline)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,17 +202,17 @@ class Dataset:
 
 @dataclass
 class Evaluation:
-    """What an evaluator returns: scalar metrics, plus optional arrays and figures.
+    """What an evaluator returns: scalar metrics, plus optional arrays.
 
     ``metrics`` must be finite floats: a NaN or inf fails the job rather than reaching a
     leaderboard. ``arrays`` (confusion matrices, per-class values, curves) are stored as JSON
-    beside the metrics. ``figures`` maps a file name to a matplotlib figure the leaderboard
-    writer saves next to the table.
+    beside the metrics. Figures are not returned per job: they are drawn from the stored arrays
+    of all jobs when a leaderboard is written (``EvaluatorSpec.figures``), so a published figure
+    never shows something the store does not hold.
     """
 
     metrics: dict[str, float]
     arrays: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first metric that is not a finite number."""

@@ -86,3 +86,29 @@ def test_markdown_and_csv_show_failed_and_missing_cells(toy_registry, tmp_path):
     csv = (target / "results.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,model,debiaser,explainer,evaluator,metric,direction,mean")
     assert len(csv) == 1 + 2 * 2  # (accuracy, x) x (short, long)
+
+
+def test_evaluator_figures_are_drawn_from_stored_arrays(toy_registry, tmp_path):
+    text = SUITE.replace("[toy-accuracy, toy-explode]", "[toy-curve, toy-badfig]").replace(
+        "{metric: accuracy}", "{metric: first}"
+    )
+    plan, store = run_suite(toy_registry, tmp_path, text=text)
+    board = aggregate(plan, store)
+    spec, results = board.figure_inputs["toy-curve"]
+    assert spec.name == "toy-curve"
+    assert len(results) == 6  # 2 debiasers x 3 seeds, each with its stored curve
+    assert all(len(arrays["curve"]) == 4 for arrays in results["arrays"])
+    target = render.write(board, tmp_path / "leaderboards")
+    png = target / "figures" / "toy-curve-curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readme = (target / "README.md").read_text()
+    assert "![figures/toy-curve-curves.png](figures/toy-curve-curves.png)" in readme
+    # a broken figure hook loses its figure, not the leaderboard, and says why
+    assert "plotting failed on purpose" in readme
+    assert not list((target / "figures").glob("toy-badfig*"))
+    # regenerating from an unchanged store gives byte-identical figures, and no stale ones
+    (target / "figures" / "stale.png").write_bytes(b"old")
+    first = png.read_bytes()
+    render.write(aggregate(plan, store), tmp_path / "leaderboards")
+    assert png.read_bytes() == first
+    assert not (target / "figures" / "stale.png").exists()

@@ -127,8 +127,53 @@ def bench_register_explainers(register):
     register(ExplainerSpec("toy-wrong-shape", wrong_shape, version="1"))
 
 
+def accuracy_curve(context) -> Evaluation:
+    """Accuracy as more and more pixels are zeroed: a curve stored as an array."""
+    test = context.dataset.test
+    curve = []
+    with torch.no_grad():
+        for k in range(4):
+            x = test.x.clone()
+            x[..., : k * 2] = 0
+            curve.append(float((context.model(x).argmax(1) == test.y).float().mean()))
+    return Evaluation({"first": curve[0]}, arrays={"curve": curve})
+
+
+def plot_curves(results):
+    """One line per (debiaser, seed): the figure hook of ``toy-curve``."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots()
+    for _, row in results.iterrows():
+        axis.plot(row["arrays"]["curve"], label=f"{row['debiaser']} seed {row['seed']}")
+    axis.legend()
+    return {"curves": figure}
+
+
+def broken_plot(results):
+    raise RuntimeError("plotting failed on purpose")
+
+
 @hookimpl
 def bench_register_evaluators(register):
+    register(
+        EvaluatorSpec(
+            "toy-curve",
+            accuracy_curve,
+            version="1",
+            directions={"first": "higher"},
+            figures=plot_curves,
+        )
+    )
+    register(
+        EvaluatorSpec(
+            "toy-badfig",
+            accuracy_curve,
+            version="1",
+            directions={"first": "higher"},
+            figures=broken_plot,
+        )
+    )
     register(
         EvaluatorSpec(
             "toy-accuracy",

@@ -81,8 +81,14 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "") -> str:
-    """The whole ``README.md`` of ``leaderboards/<suite>/``."""
+def render(
+    lb: Leaderboard,
+    columns: list[str] | None = None,
+    command: str = "",
+    figures: list[str] | None = None,
+    figure_errors: list[str] | None = None,
+) -> str:
+    """The whole ``README.md`` of ``leaderboards/<suite>/``; ``figures`` are relative paths."""
     parts = [f"# Leaderboard: `{lb.suite_name}`", ""]
     if lb.description:
         parts += [lb.description.strip(), ""]
@@ -98,6 +104,12 @@ def render(lb: Leaderboard, columns: list[str] | None = None, command: str = "")
     ]
     for dataset in lb.primary:
         parts += [_dataset_table(lb, dataset, columns or []), ""]
+    if figures or figure_errors:
+        parts += ["## Figures", ""]
+        for path in figures or []:
+            parts += [f"![{path}]({path})", ""]
+        for error in figure_errors or []:
+            parts += [f"- figure not drawn: {error}", ""]
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():
