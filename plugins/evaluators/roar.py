@@ -1,0 +1,295 @@
+"""ROAR and KAR: remove (or keep) the pixels an explainer ranks highest, retrain, re-test.
+
+Hooker, Erhan, Kindermans & Kim, "A Benchmark for Interpretability Methods in Deep Neural
+Networks", NeurIPS 2019 (reference code: google-research/google-research ``interpretability_
+benchmark``). Removing pixels and testing the *original* model confounds "the pixels were
+important" with "the model never saw such images"; retraining on the modified training set
+removes the distribution shift, so a drop in accuracy means information was removed.
+
+* Ranking (sec. 3): per image, over every pixel position; the heatmap is the squared
+  attribution summed over channels by default (``aggregate``), all channels of a chosen pixel
+  are replaced. Ties (a Grad-CAM map that is zero over a whole region, a saturated map) are
+  broken by one fixed random priority of pixel positions, the same for every image and every
+  explainer, so no method gains or loses by the order its ties happen to fall in.
+* ROAR replaces the top ``t`` % of pixels, KAR the bottom ``t`` % (it keeps the most
+  important ones), for ``t`` in ``thresholds`` (10, 30, 50, 70, 90 as in the paper), with the
+  per-channel mean of the unmodified training set, in both the training and the test split.
+* Retraining: from scratch with the job's own model and debiaser (``context.train``, i.e. the
+  runner's content-addressed model cache: a rerun retrains nothing), ``retrain_seeds`` times.
+* Baseline: a random ranking (one fixed random order per image, independent of the explainer),
+  retrained the same way. It is the same data for every explainer, so its models are trained
+  once and then come from the cache. KAR's baseline is the same removal of a random ``t`` %,
+  because "remove a random top" and "remove a random bottom" are the same distribution.
+* Verdict (sec. 4 asks whether a method beats random): the area under the accuracy curve is
+  compared with the random baseline's, paired by retrain seed, with a one-sided paired t-test
+  (ROAR: lower than random; KAR: higher). ``verdict`` is 1 when ``p < alpha``.
+
+The area under the curve is the trapezoid over the removed fraction, divided by the span of
+the thresholds, so it is the curve's mean accuracy (comparable across threshold sets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import stats
+
+from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec, Split
+from plugins.evaluators.predictions import predict_logits
+
+Mode = Literal["roar", "kar"]
+TIE_SEED = 20190101
+"""Seed of the fixed pixel priority that breaks ties in every ranking."""
+RANDOM_RANKING_SEED = 7919
+"""Seed of the random baseline's rankings (shared by all explainers, so cached once)."""
+
+
+def heatmap(attributions: torch.Tensor, aggregate: str = "square") -> torch.Tensor:
+    """``(N, C, H, W)`` attributions -> ``(N, H, W)`` pixel importance."""
+    if aggregate == "square":
+        return attributions.double().pow(2).sum(1)
+    if aggregate == "abs":
+        return attributions.double().abs().sum(1)
+    if aggregate == "signed":
+        return attributions.double().sum(1)
+    raise ValueError(f"aggregate must be square, abs or signed, got {aggregate!r}")
+
+
+def removal_order(importance: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` importance -> ``(N, H*W)`` pixel indices, most important first.
+
+    Ties keep the fixed random priority of ``TIE_SEED``: the flattened maps are permuted by it,
+    sorted stably, and mapped back.
+    """
+    n, h, w = importance.shape
+    priority = torch.randperm(h * w, generator=torch.Generator().manual_seed(TIE_SEED))
+    permuted = importance.reshape(n, h * w)[:, priority]
+    return priority[torch.argsort(permuted, dim=1, descending=True, stable=True)]
+
+
+def random_order(n: int, h: int, w: int, seed: int = RANDOM_RANKING_SEED) -> torch.Tensor:
+    """One random ranking per image (the ROAR baseline), reproducible from ``seed``."""
+    scores = torch.rand(n, h * w, generator=torch.Generator().manual_seed(seed))
+    return torch.argsort(scores, dim=1)
+
+
+def replace_pixels(
+    x: torch.Tensor, order: torch.Tensor, count: int, fill: torch.Tensor, from_end: bool = False
+) -> torch.Tensor:
+    """A copy of ``x`` with the first ``count`` pixels of ``order`` (all channels) set to
+    ``fill`` (per channel); ``from_end`` takes the last ``count`` instead (KAR)."""
+    n, c, h, w = x.shape
+    chosen = order[:, h * w - count :] if from_end else order[:, :count]
+    mask = torch.zeros(n, h * w, dtype=torch.bool)
+    mask.scatter_(1, chosen, True)
+    mask = mask.view(n, 1, h, w)
+    return torch.where(mask, fill.view(1, c, 1, 1).to(x.dtype), x)
+
+
+def curve_area(fractions: Sequence[float], accuracy: np.ndarray) -> np.ndarray:
+    """Trapezoid area under accuracy (last axis) over ``fractions``, divided by their span."""
+    fractions = np.asarray(fractions, dtype=float)
+    if len(fractions) == 1:
+        return accuracy[..., 0]
+    widths = np.diff(fractions)
+    area = ((accuracy[..., 1:] + accuracy[..., :-1]) / 2 * widths).sum(-1)
+    return area / (fractions[-1] - fractions[0])
+
+
+def paired_p_value(method: np.ndarray, baseline: np.ndarray, alternative: str) -> float:
+    """One-sided paired t-test p-value of ``method`` vs ``baseline`` (``less``/``greater``).
+
+    With identical differences the t statistic is undefined; the answer is then exact: p = 0
+    when every difference goes the wanted way, 1 otherwise.
+    """
+    diff = np.asarray(method, dtype=float) - np.asarray(baseline, dtype=float)
+    if len(diff) < 2 or np.allclose(diff, diff[0], rtol=0, atol=1e-12):
+        wanted = diff[0] < 0 if alternative == "less" else diff[0] > 0
+        return 0.0 if wanted and len(diff) >= 2 else 1.0
+    return float(stats.ttest_rel(method, baseline, alternative=alternative).pvalue)
+
+
+def _accuracy(model: torch.nn.Module, split: Split) -> float:
+    logits = predict_logits(model, split.x)
+    return float((logits.argmax(1) == split.y).double().mean())
+
+
+def _targets(context: EvaluationContext, split: Split, target: str) -> torch.Tensor:
+    if target == "label":
+        return split.y
+    if target == "prediction":
+        return predict_logits(context.model, split.x).argmax(1)
+    raise ValueError(f"target must be label or prediction, got {target!r}")
+
+
+def remove_and_retrain(
+    context: EvaluationContext,
+    mode: Mode,
+    thresholds: Sequence[float] = (10, 30, 50, 70, 90),
+    retrain_seeds: int = 3,
+    aggregate: str = "square",
+    target: str = "label",
+    alpha: float = 0.05,
+) -> Evaluation:
+    """Accuracy after retraining on images with ``thresholds`` % of pixels replaced."""
+    if context.explain is None:
+        raise ValueError(f"{mode} needs an explainer")
+    if not thresholds or any(not 0 < float(t) < 100 for t in thresholds):
+        raise ValueError(f"thresholds must be percentages in (0, 100), got {list(thresholds)}")
+    if retrain_seeds < 2:
+        raise ValueError("retrain_seeds must be at least 2 for the paired test across seeds")
+    thresholds = sorted(float(t) for t in thresholds)
+    data = context.dataset
+    h, w = data.train.x.shape[2:]
+    fill = data.train.x.double().mean(dim=(0, 2, 3))
+    splits = {"train": data.train, "test": data.test}
+    orders = {}
+    for name, split in splits.items():
+        attributions = context.explain(context.model, split.x, _targets(context, split, target))
+        orders[name] = removal_order(heatmap(attributions, aggregate))
+    random_orders = {
+        name: random_order(len(split), h, w, RANDOM_RANKING_SEED + i)
+        for i, (name, split) in enumerate(splits.items())
+    }
+    seeds = [10_000 + 100 * context.seed + i for i in range(retrain_seeds)]
+
+    def retrained_accuracy(order: dict[str, torch.Tensor], count: int, from_end: bool) -> list:
+        modified = {
+            name: dataclasses.replace(
+                split, x=replace_pixels(split.x, order[name], count, fill, from_end)
+            )
+            for name, split in splits.items()
+        }
+        return [
+            _accuracy(context.train(modified["train"], seed=s), modified["test"]) for s in seeds
+        ]
+
+    method = np.zeros((retrain_seeds, len(thresholds)))
+    baseline = np.zeros_like(method)
+    for j, t in enumerate(thresholds):
+        count = round(t / 100 * h * w)
+        method[:, j] = retrained_accuracy(orders, count, from_end=(mode == "kar"))
+        baseline[:, j] = retrained_accuracy(random_orders, count, from_end=False)
+
+    fractions = [t / 100 for t in thresholds]
+    method_auc, baseline_auc = curve_area(fractions, method), curve_area(fractions, baseline)
+    alternative = "less" if mode == "roar" else "greater"
+    p_value = paired_p_value(method_auc, baseline_auc, alternative)
+    metrics = {f"accuracy_{t:g}": float(method[:, j].mean()) for j, t in enumerate(thresholds)}
+    metrics |= {
+        "auc": float(method_auc.mean()),
+        "random_auc": float(baseline_auc.mean()),
+        "auc_vs_random": float((method_auc - baseline_auc).mean()),
+        "p_value": p_value,
+        "verdict": float(p_value < alpha),
+    }
+    arrays: dict[str, Any] = {
+        "thresholds": thresholds,
+        "retrain_seeds": seeds,
+        "accuracy": method.tolist(),
+        "random_accuracy": baseline.tolist(),
+        "auc_per_seed": method_auc.tolist(),
+        "random_auc_per_seed": baseline_auc.tolist(),
+        "original_accuracy": _accuracy(context.model, data.test),
+    }
+    return Evaluation(metrics, arrays)
+
+
+def evaluate_roar(context: EvaluationContext, **params: Any) -> Evaluation:
+    """ROAR: remove the most important pixels; a faithful ranking makes accuracy fall fast."""
+    return remove_and_retrain(context, "roar", **params)
+
+
+def evaluate_kar(context: EvaluationContext, **params: Any) -> Evaluation:
+    """KAR: remove the least important pixels; a faithful ranking keeps accuracy high."""
+    return remove_and_retrain(context, "kar", **params)
+
+
+def plot_curves(results: Any, mode: Mode) -> dict[str, Any]:
+    """Accuracy vs removed fraction per explainer (mean over seeds and retrains) against the
+    random baseline, one figure per (dataset, model, debiaser)."""
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    for (dataset, model, debiaser), rows in results.groupby(["dataset", "model", "debiaser"]):
+        figure, axis = plt.subplots(figsize=(7.5, 4.8))
+        colours = plt.get_cmap("tab20")
+        baseline = []
+        for i, (explainer, runs) in enumerate(sorted(rows.groupby("explainer"))):
+            curves = np.concatenate([np.asarray(a["accuracy"]) for a in runs["arrays"]])
+            baseline += [np.asarray(a["random_accuracy"]) for a in runs["arrays"]]
+            axis.plot(
+                runs["arrays"].iloc[0]["thresholds"],
+                curves.mean(0),
+                marker="o",
+                markersize=3,
+                color=colours(i % 20),
+                label=explainer,
+            )
+        thresholds = rows["arrays"].iloc[0]["thresholds"]
+        axis.plot(
+            thresholds,
+            np.concatenate(baseline).mean(0),
+            color="black",
+            linestyle="--",
+            linewidth=2,
+            label="random baseline",
+        )
+        removed = "most" if mode == "roar" else "least"
+        axis.set_xlabel(f"% of pixels removed ({removed} important first), then retrained")
+        axis.set_ylabel("test accuracy after retraining")
+        axis.set_title(f"{mode.upper()}: {dataset} / {model} / {debiaser}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        figures[f"curves-{dataset}-{model}-{debiaser}"] = figure
+    return figures
+
+
+def _directions(mode: Mode) -> dict[str, str]:
+    """Every metric's direction; ``accuracy_<t>`` for any whole percentage a suite may pick."""
+    better = "lower" if mode == "roar" else "higher"
+    directions = {f"accuracy_{t}": better for t in range(1, 100)}
+    directions |= {"auc": better, "random_auc": better, "auc_vs_random": better}
+    return directions | {"p_value": "lower", "verdict": "higher"}
+
+
+DEFAULTS: dict[str, Any] = {
+    "thresholds": [10, 30, 50, 70, 90],
+    "retrain_seeds": 3,
+    "aggregate": "square",
+    "target": "label",
+    "alpha": 0.05,
+}
+
+
+def specs() -> list[EvaluatorSpec]:
+    """The ``roar`` and ``kar`` evaluator specs."""
+    common = {
+        "version": "1",
+        "params": DEFAULTS,
+        "requires": frozenset({"explainer"}),
+    }
+    return [
+        EvaluatorSpec(
+            name="roar",
+            factory=evaluate_roar,
+            description="RemOve And Retrain (Hooker et al. 2019): accuracy after retraining "
+            "without the top-ranked pixels, vs a random ranking",
+            directions=_directions("roar"),
+            figures=lambda results: plot_curves(results, "roar"),
+            **common,
+        ),
+        EvaluatorSpec(
+            name="kar",
+            factory=evaluate_kar,
+            description="Keep And Retrain (Hooker et al. 2019): accuracy after retraining "
+            "without the bottom-ranked pixels, vs a random ranking",
+            directions=_directions("kar"),
+            figures=lambda results: plot_curves(results, "kar"),
+            **common,
+        ),
+    ]
