@@ -1,0 +1,134 @@
+"""MPRT (sanity-model): similarity measures against scipy / scikit-image, layer randomisation,
+and the verdicts of a model-independent control versus the gradient."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from skimage.metrics import structural_similarity
+
+from benchmark.specs import EvaluationContext, ModelSpec
+from plugins.datasets.mnist import load_mnist
+from plugins.debiasers.erm import train_erm
+from plugins.evaluators import similarity
+from plugins.evaluators.model_randomisation import (
+    evaluate_model_randomisation,
+    randomisable_layers,
+    reinitialise,
+)
+from plugins.models.seed_cnn import build_seed_cnn
+
+
+def test_rowwise_spearman_equals_scipy_per_row_with_ties():
+    g = np.random.default_rng(0)
+    a = g.normal(size=(5, 40))
+    b = a + g.normal(size=(5, 40))
+    a[:, :10] = 0.0  # ties, as in ReLU'd maps
+    got = similarity.rowwise_spearman(a, b)
+    expected = [stats.spearmanr(x, y).statistic for x, y in zip(a, b, strict=True)]
+    assert np.allclose(got, expected, atol=1e-12)
+    assert similarity.rowwise_spearman(np.ones((1, 4)), np.ones((1, 4)))[0] == 1.0
+    assert similarity.rowwise_spearman(np.ones((1, 4)), np.arange(4.0)[None])[0] == 0.0
+
+
+def test_measures_are_per_image_and_equal_references():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 1, 28, 28, generator=g)
+    b = a + 0.5 * torch.randn(4, 1, 28, 28, generator=g)
+    for measure in similarity.MEASURES:
+        together = similarity.similarity(measure, a, b)
+        alone = np.concatenate(
+            [similarity.similarity(measure, a[i : i + 1], b[i : i + 1]) for i in range(4)]
+        )
+        assert np.allclose(together, alone)  # an image's score ignores the rest of the batch
+        assert np.allclose(similarity.similarity(measure, a, a), 1.0)
+    ua = similarity._unit(a.sum(1).numpy().astype(float))
+    ub = similarity._unit(b.sum(1).numpy().astype(float))
+    expected = [
+        structural_similarity(x, y, data_range=1.0, win_size=7) for x, y in zip(ua, ub, strict=True)
+    ]
+    assert np.allclose(similarity.ssim(a, b), expected)
+    expected = [
+        stats.spearmanr(x.abs().flatten(), y.abs().flatten()).statistic
+        for x, y in zip(a, b, strict=True)
+    ]
+    assert np.allclose(similarity.spearman_abs(a, b), expected)
+    with pytest.raises(ValueError, match="unknown similarity"):
+        similarity.similarity("cosine", a, b)
+
+
+def test_reinitialise_changes_one_layer_reproducibly_without_touching_global_rng():
+    model = build_seed_cnn(10, (1, 28, 28))
+    assert randomisable_layers(model) == [
+        "conv_layers.0",
+        "conv_layers.3",
+        "fc_layers.0",
+        "fc_layers.3",
+    ]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    reinitialise(model, "fc_layers.0", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc_layers.0.weight", "fc_layers.0.bias"}
+    again = build_seed_cnn(10, (1, 28, 28))
+    again.load_state_dict(before)
+    reinitialise(again, "fc_layers.0", seed=3)
+    assert torch.equal(again.fc_layers[0].weight, model.fc_layers[0].weight)
+
+
+def gradient(model, x, target):
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        model(x).gather(1, target[:, None]).sum().backward()
+    return x.grad
+
+
+def sobel(model, x, target):
+    k = torch.tensor([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])[None, None]
+    return (F.conv2d(x, k, padding=1) ** 2 + F.conv2d(x, k.transpose(2, 3), padding=1) ** 2).sqrt()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_mnist(train_limit=600, test_limit=100)
+    torch.manual_seed(0)
+    return data, train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=4).eval()
+
+
+def run(trained, explain, **params):
+    data, model = trained
+    context = EvaluationContext(
+        dataset=data,
+        model=model,
+        model_spec=ModelSpec("seed-cnn", build_seed_cnn),
+        seed=0,
+        train=None,
+        explain=explain,
+    )
+    return evaluate_model_randomisation(context, n_images=32, **params)
+
+
+def test_model_independent_control_fails_and_gradient_changes(trained):
+    control = run(trained, sobel)
+    assert all(control.metrics[f"{m}_full"] == pytest.approx(1.0) for m in similarity.MEASURES)
+    assert control.metrics["verdict"] == 0.0
+    snapshot = {k: v.clone() for k, v in trained[1].state_dict().items()}
+    grad = run(trained, gradient)
+    assert grad.metrics["spearman_full"] < 0.5 and grad.metrics["verdict"] == 1.0
+    curves = grad.arrays["curves"]
+    assert grad.arrays["layers"] == ["fc_layers.3", "fc_layers.0", "conv_layers.3", "conv_layers.0"]
+    assert len(curves["cascading"]["ssim"]) == 4 and len(curves["independent"]["ssim"]) == 4
+    assert len(grad.arrays["example_maps"]) == 5  # original + 4 cascade steps
+    # the original model is not modified by the randomisation
+    assert all(torch.equal(v, snapshot[k]) for k, v in trained[1].state_dict().items())
+
+
+def test_bad_parameters_are_refused(trained):
+    with pytest.raises(ValueError, match="measures"):
+        run(trained, gradient, measures=["spearman"], verdict_measure="ssim")
+    with pytest.raises(ValueError, match="target"):
+        run(trained, gradient, target="random")
