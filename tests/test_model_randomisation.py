@@ -132,3 +132,35 @@ def test_bad_parameters_are_refused(trained):
         run(trained, gradient, measures=["spearman"], verdict_measure="ssim")
     with pytest.raises(ValueError, match="target"):
         run(trained, gradient, target="random")
+
+
+def test_data_randomisation_retrains_on_permuted_labels_and_judges(trained):
+    from plugins.evaluators.data_randomisation import evaluate_data_randomisation, permuted_labels
+
+    data, model = trained
+    y = data.train.y
+    shuffled = permuted_labels(y)
+    assert torch.equal(shuffled.sort().values, y.sort().values) and not torch.equal(shuffled, y)
+    seen = []
+
+    def train(split, *, seed):
+        seen.append(split)
+        torch.manual_seed(seed)
+        return train_erm(build_seed_cnn(10, (1, 28, 28)), split, seed=seed, epochs=3)
+
+    def context(explain):
+        return EvaluationContext(
+            dataset=data,
+            model=model,
+            model_spec=ModelSpec("seed-cnn", build_seed_cnn),
+            seed=0,
+            train=train,
+            explain=explain,
+        )
+
+    control = evaluate_data_randomisation(context(sobel), n_images=32)
+    assert control.metrics["spearman"] == pytest.approx(1.0) and control.metrics["verdict"] == 0.0
+    assert torch.equal(seen[0].y, shuffled) and torch.equal(seen[0].x, data.train.x)
+    grad = evaluate_data_randomisation(context(gradient), n_images=32)
+    assert grad.metrics["spearman"] < 0.5 and grad.metrics["verdict"] == 1.0
+    assert 0.0 <= grad.metrics["randomised_train_accuracy"] <= 1.0
