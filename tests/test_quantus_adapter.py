@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import textwrap
 import types
 from pathlib import Path
 
@@ -19,13 +20,20 @@ import numpy as np
 import pytest
 import quantus
 import torch
+from rich.console import Console
 
+from benchmark import planner
+from benchmark import suite as suite_module
+from benchmark.cache import ArtifactCache
 from benchmark.hookspecs import hookimpl
 from benchmark.registry import Registry
+from benchmark.runner import Runner
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
+from benchmark.store import Store
 from plugins.datasets.mnist import load_mnist
 from plugins.evaluators import quantus_adapter as qa
 from plugins.models.seed_cnn import build_seed_cnn
+from tests import toy_plugin
 
 
 def gradient(model, x, target):
@@ -298,6 +306,21 @@ def test_random_logit_uses_the_datasets_classes_and_leaves_numpy_alone(data, mod
         )
 
 
+def test_localisation_metrics_get_the_datasets_masks(data, model):
+    n = 6
+    masks = torch.zeros(n, 1, 28, 28)
+    masks[:, :, 7:21, 7:21] = 1.0
+    test = Split(x=data.test.x[:n], y=data.test.y[:n], extras={"object_mask": masks})
+    ev = qa.evaluate_quantus(
+        make_context(data, model, test=test), metric="RelevanceMassAccuracy", n_images=n
+    )
+    x, y, a = inputs(data, model, n)
+    direct = quantus.RelevanceMassAccuracy()(
+        model=model, x_batch=x, y_batch=y, a_batch=a, s_batch=masks.numpy()
+    )
+    assert np.allclose(per_image(ev), direct, rtol=1e-5)
+
+
 def test_undefined_scores_are_counted_not_averaged(data, model):
     def one_flat_map(model_, x_, target_):
         a = gradient(model_, x_, target_)
@@ -350,8 +373,12 @@ def test_metric_names():
     ],
 )
 def test_bad_requests_get_clear_errors(data, model, metric, params, message):
+    def explain_nothing(*_):
+        raise AssertionError("explained before the request was checked")
+
+    context = make_context(data, model, explain_nothing)
     with pytest.raises(ValueError, match=message):
-        qa.evaluate_quantus(make_context(data, model), metric=metric, metric_params=params)
+        qa.evaluate_quantus(context, metric=metric, metric_params=params)
 
 
 def test_bad_evaluator_parameters(data, model):
@@ -418,10 +445,15 @@ def test_capability_tables_match_the_quantus_source():
     assert masks == qa.NEEDS_MASKS
 
 
-def test_registers_through_a_plugin_and_runs_from_its_spec(data, model):
+def quantus_plugin() -> types.ModuleType:
+    """A temporary plugin that registers the evaluator exactly as the built-ins will."""
     plugin = types.ModuleType("quantus_test_plugin")
     plugin.bench_register_evaluators = hookimpl(lambda register: qa.register_quantus(register))
-    registry = Registry.load(extra_plugins=[("quantus-test", plugin)], entry_points=False)
+    return plugin
+
+
+def test_registers_through_a_plugin_and_runs_from_its_spec(data, model):
+    registry = Registry.load(extra_plugins=[("quantus-test", quantus_plugin())], entry_points=False)
     spec = registry.get("evaluator", "quantus")
     assert spec.requires == frozenset({"explainer"})
     assert spec.directions["faithfulness_correlation"] == "higher"
@@ -433,3 +465,41 @@ def test_registers_through_a_plugin_and_runs_from_its_spec(data, model):
     )
     ev.check()
     assert set(ev.metrics) <= set(spec.directions)
+
+
+def test_a_suite_runs_quantus_metrics_through_the_runner(tmp_path):
+    registry = Registry.load(
+        extra_plugins=[("toy", toy_plugin), ("quantus-test", quantus_plugin())],
+        entry_points=False,
+    )
+    text = """\
+    name: quantus-test
+    datasets: [toy-bars]
+    models: [toy-linear]
+    debiasers: [toy-sgd]
+    explainers: [toy-gradient]
+    evaluators:
+      - {name: quantus, label: q-sparseness, params: {metric: Sparseness, n_images: 16}}
+      - name: quantus
+        label: q-max-sensitivity
+        params: {metric: MaxSensitivity, metric_params: {nr_samples: 2}, n_images: 16}
+    seeds: [0]
+    leaderboard: {metric: sparseness}
+    """
+    plan = planner.expand(suite_module.parse(textwrap.dedent(text), "s.yaml", registry))
+
+    def run():
+        runner = Runner(
+            registry,
+            Store(tmp_path / "r.sqlite"),
+            ArtifactCache(tmp_path / "cache"),
+            show_progress=False,
+            console=Console(quiet=True),
+        )
+        return runner.run(plan)
+
+    summary = run()
+    assert summary.failed == 0, summary.failures
+    stored = Store(tmp_path / "r.sqlite").results()
+    assert set(stored["metric"]) == {"sparseness", "max_sensitivity"}
+    assert run().ran == 0  # a rerun of the unchanged suite computes nothing

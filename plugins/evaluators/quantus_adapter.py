@@ -656,6 +656,52 @@ def check_known_crashes(metric: str, kwargs: Mapping[str, Any], model: torch.nn.
             )
 
 
+def run_metric(
+    cls: type, kwargs: Mapping[str, Any], call: Mapping[str, Any], *, seed: int
+) -> tuple[Any, list[list[Any]]]:
+    """Build and call the metric with every protection on; return its output and, for ROAD,
+    the per-batch results before its summary."""
+    metric = cls.__name__
+    device = torch.device(call["device"])
+    with quiet(), numpy_aliases(), seeded(seed, device), eval_mode(call["model"]):
+        instance = cls(**kwargs)
+        if metric != "Sufficiency":  # Sufficiency normalises a distance matrix between images
+            instance.normalise_func = PerImageNormalisation(instance.normalise_func)
+        captured = _capture_batches(instance) if metric == "ROAD" else []
+        try:
+            return instance(**call), captured
+        except AssertionError as exc:  # Quantus reports bad inputs with bare asserts
+            raise ValueError(f"Quantus metric '{metric}' refused the inputs: {exc}") from exc
+
+
+def summarise(
+    metric: str,
+    raw: Any,
+    captured: list[list[Any]],
+    n: int,
+    *,
+    curve_reduction: str,
+    layer_reduction: str,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-image scores (SensitivityN: its batch-level curve) and the arrays that explain them."""
+    if metric == "SensitivityN":
+        reduction = "mean over n of the correlation across images (batch-level, no per-image)"
+        return np.asarray(raw, dtype=float), {"per_image": None, "reduction": reduction}
+    arrays: dict[str, Any] = {}
+    per_image_output = raw
+    if metric == "ROAD":
+        curves = np.concatenate([np.asarray(b, dtype=float) for b in captured[0]])
+        arrays["curves"] = jsonable(curves)
+        per_image_output = list(curves)
+    try:
+        scores, reduction = per_image_scores(
+            per_image_output, n, curve_reduction=curve_reduction, layer_reduction=layer_reduction
+        )
+    except ValueError as exc:
+        raise ValueError(f"Quantus metric '{metric}': {exc}") from None
+    return scores, arrays | {"per_image": jsonable(scores), "reduction": reduction}
+
+
 def evaluate_quantus(
     context: EvaluationContext,
     metric: str = "FaithfulnessCorrelation",
@@ -669,7 +715,7 @@ def evaluate_quantus(
     metric (see the module docstring for the reductions and the defects guarded against).
 
     ``target`` is ``prediction`` (explain what the model predicts) or ``label``; ``seed``
-    seeds every random draw of the metric.
+    seeds every random draw of the metric. Every request is checked before any work.
     """
     if context.explain is None:
         raise ValueError("the quantus evaluator needs an explainer")
@@ -686,11 +732,13 @@ def evaluate_quantus(
     kwargs, layer_reduction = constructor_kwargs(
         cls, params, seed=seed, num_classes=context.dataset.num_classes
     )
-
-    test = context.dataset.test
     model = context.model
+    check_known_crashes(metric, kwargs, model)
+    test = context.dataset.test
     x, labels = test.x[: int(n_images)], test.y[: int(n_images)]
     n = len(x)
+    masks = _masks(context, metric, n) if metric in NEEDS_MASKS else None
+
     targets = labels if target == "label" else predict_logits(model, x).argmax(1).cpu()
     attributions = context.explain(model, x, targets)
     parameter = next(model.parameters(), None)
@@ -704,48 +752,28 @@ def evaluate_quantus(
         "device": str(device),
         "batch_size": n,  # one batch: no first-batch-only summaries (defect 3)
     }
-    check_known_crashes(metric, kwargs, model)
-    if metric in NEEDS_MASKS:
-        call["s_batch"] = _masks(context, metric, n)
+    if masks is not None:
+        call["s_batch"] = masks
     if metric in NEEDS_EXPLAIN:
         call["explain_func"] = quantus_explain_func(context.explain, device)
+    raw, captured = run_metric(cls, kwargs, call, seed=seed)
 
-    with quiet(), numpy_aliases(), seeded(seed, device), eval_mode(model):
-        instance = cls(**kwargs)
-        if metric != "Sufficiency":  # normalises a distance matrix between images
-            instance.normalise_func = PerImageNormalisation(instance.normalise_func)
-        captured = _capture_batches(instance) if metric == "ROAD" else []
-        try:
-            raw = instance(**call)
-        except AssertionError as exc:  # Quantus reports bad inputs with bare asserts
-            raise ValueError(f"Quantus metric '{metric}' refused the inputs: {exc}") from exc
-
-    arrays: dict[str, Any] = {"metric": metric, "metric_params": jsonable(params)}
-    if metric == "SensitivityN":
-        scores = np.asarray(raw, dtype=float)
-        reduction = "mean over n of the correlation across images (batch-level, no per-image)"
-        arrays["per_image"] = None
-    else:
-        if metric == "ROAD":
-            curves = np.concatenate([np.asarray(b, dtype=float) for b in captured[0]])
-            arrays["curves"] = jsonable(curves)
-            raw_for_images: Any = list(curves)
-        else:
-            raw_for_images = raw
-        try:
-            scores, reduction = per_image_scores(
-                raw_for_images, n, curve_reduction=curve_reduction, layer_reduction=layer_reduction
-            )
-        except ValueError as exc:
-            raise ValueError(f"Quantus metric '{metric}': {exc}") from None
-        arrays["per_image"] = jsonable(scores)
+    scores, arrays = summarise(
+        metric,
+        raw,
+        captured,
+        n,
+        curve_reduction=curve_reduction,
+        layer_reduction=layer_reduction,
+    )
     finite = np.isfinite(scores)
     if not finite.any():
         raise ValueError(
             f"Quantus metric '{metric}' gave no finite score for any of the {n} images"
         )
     arrays |= {
-        "reduction": reduction,
+        "metric": metric,
+        "metric_params": jsonable(params),
         "n_images": n,
         "n_undefined": int((~finite).sum()),
         "target": target,
