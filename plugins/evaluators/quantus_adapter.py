@@ -110,19 +110,26 @@ Quantus 0.6.0 defects this adapter protects against, each confirmed in the insta
     count unless the suite sets it.
 12. Refused. ``SmoothMPRT.explain_smooth_batch_numpy`` calls ``quantus.explain`` instead of the
     given ``explain_func``, so it would score Quantus's default explainer, not the job's;
-    ``Focus`` needs mosaic images and their positions, which no dataset here provides.
-    Localisation metrics need ground-truth masks (the dataset's ``object_mask`` extra).
-
-13. Crashes turned into clear errors before any work: ``BatchSufficiency`` (refused, above);
-    ``NonSensitivity.evaluate_batch`` with ``features_in_step`` other than 1 (it compares one
-    prediction per step with one attribution per feature); ``InputInvariance`` through
-    ``PyTorchModel.add_mean_shift_to_first_layer``, which takes the model's first submodule to
-    be a convolution (seed-cnn's is a ``Sequential``).
+    ``BatchSufficiency.custom_batch_preprocess`` reshapes the batch to one image's shape and
+    crashes for more than one image (``Sufficiency`` computes the same scores); ``Focus`` needs
+    mosaic images and their positions, which no dataset here provides. Localisation metrics
+    need ground-truth masks (the dataset's ``object_mask`` extra).
+13. Crashes turned into clear errors before any work: ``NonSensitivity.evaluate_batch`` with
+    ``features_in_step`` other than 1 (it compares one prediction per step with one attribution
+    per feature); ``InputInvariance`` through ``PyTorchModel.add_mean_shift_to_first_layer``,
+    which takes the model's first submodule to be a convolution (seed-cnn's is a
+    ``Sequential``).
 
 Kept as Quantus defines it, worth knowing: ``Completeness`` tests exact float equality of the
 attribution sum and the output difference, on normalised maps by default, so it is 0 for
 practically every image; ``Continuity`` with a small ``nr_steps`` translates past the image
 border and raises an ``IndexError`` (the default 28 works on 28x28 images).
+
+Limits: all ``n_images`` go through Quantus as one batch (memory grows with it); metrics that
+explain again do so through the runner's attribution cache, so a robustness metric stores
+``nr_samples`` perturbed maps per image (and a rerun reuses them); the NumPy aliases and the
+silenced stdout are process-wide while a metric runs, so two metrics must not run in threads of
+one process at once.
 
 Reference implementation: Quantus itself; ``tests/test_quantus_adapter.py`` checks the adapter
 against direct Quantus calls where Quantus is right, and shows each protection where it is not.
