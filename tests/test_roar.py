@@ -146,6 +146,10 @@ def test_roar_with_the_true_ranking_destroys_the_signal_and_beats_random():
     assert m["auc"] < m["random_auc"] and m["auc_vs_random"] < 0
     assert m["verdict"] == 1.0 and m["p_value"] < 0.05
     assert len(result.arrays["accuracy"]) == 3  # one curve per retrain seed
+    per_seed = np.asarray(result.arrays["auc_per_seed"])
+    assert m["auc_std"] == pytest.approx(per_seed.std(ddof=1)) and m["auc"] == pytest.approx(
+        per_seed.mean()
+    )
 
 
 def test_roar_with_an_inverted_ranking_fails_and_kar_passes_with_the_true_one():

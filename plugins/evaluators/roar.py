@@ -20,6 +20,8 @@ removes the distribution shift, so a drop in accuracy means information was remo
   retrained the same way. It is the same data for every explainer, so its models are trained
   once and then come from the cache. KAR's baseline is the same removal of a random ``t`` %,
   because "remove a random top" and "remove a random bottom" are the same distribution.
+* ``auc_std`` is the standard deviation (ddof=1) of the area over the retrains: the spread
+  the leaderboard's seed column cannot show when a suite runs one model seed.
 * Verdict (sec. 4 asks whether a method beats random): the area under the accuracy curve is
   compared with the random baseline's, paired by retrain seed, with a one-sided paired t-test
   (ROAR: lower than random; KAR: higher). ``verdict`` is 1 when ``p < alpha``.
@@ -182,6 +184,7 @@ def remove_and_retrain(
     metrics = {f"accuracy_{t:g}": float(method[:, j].mean()) for j, t in enumerate(thresholds)}
     metrics |= {
         "auc": float(method_auc.mean()),
+        "auc_std": float(method_auc.std(ddof=1)),
         "random_auc": float(baseline_auc.mean()),
         "auc_vs_random": float((method_auc - baseline_auc).mean()),
         "p_value": p_value,
@@ -254,6 +257,7 @@ def _directions(mode: Mode) -> dict[str, str]:
     better = "lower" if mode == "roar" else "higher"
     directions = {f"accuracy_{t}": better for t in range(1, 100)}
     directions |= {"auc": better, "random_auc": better, "auc_vs_random": better}
+    directions["auc_std"] = "lower"  # spread over retrains: smaller is a steadier estimate
     return directions | {"p_value": "lower", "verdict": "higher"}
 
 
