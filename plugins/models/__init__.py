@@ -19,7 +19,9 @@ def bench_register_models(register: Callable[[ModelSpec], None]) -> None:
             version="1",
             description="CNN of the source slides: 2 conv (k5) + 2 fc, dropout; logits out",
             params={"dropout": 0.5},
-            provides=frozenset({"differentiable", "conv"}),
+            # lrp: every nonlinearity is its own nn.ReLU / nn.MaxPool2d module, used once, and
+            # every leaf layer has a captum LRP / DeepLIFT rule (torch.flatten has no weights).
+            provides=frozenset({"differentiable", "conv", "lrp"}),
             target_layer="conv_layers.3",
         )
     )
