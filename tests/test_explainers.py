@@ -1,0 +1,594 @@
+"""Built-in explainers: the contract for every registered method, and each method checked
+against its reference (captum, scikit-image, the paper's formula or hand-computed values).
+
+Tolerances are stated where they are used: 1e-5 relative for the same computation done two
+ways in float32, looser only where a quadrature or a Monte Carlo estimate is compared with its
+limit (and then with a fixed seed, so nothing here is flaky).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr import DeepLiftShap, KernelShap, Lime
+from scipy.ndimage import gaussian_filter
+from skimage.filters import sobel as skimage_sobel
+from torch import nn
+
+from benchmark.registry import Registry
+from benchmark.runner import check_attributions
+from plugins.datasets.mnist import load_mnist
+from plugins.debiasers.erm import train_erm
+from plugins.explainers import EXPLAINERS, keyword_defaults
+from plugins.explainers.cam import grad_cam, grad_cam_plus_plus, guided_grad_cam
+from plugins.explainers.controls import random_attributions, sobel
+from plugins.explainers.gradients import gradient, input_x_gradient, integrated_gradients
+from plugins.explainers.occlusion import occlusion
+from plugins.explainers.propagation import (
+    deconvnet,
+    excitation_backprop,
+    guided_backprop,
+    lrp,
+)
+from plugins.explainers.shapley import deep_shap, gaussian_blur, gradient_shap, references
+from plugins.explainers.surrogates import (
+    grid_cells,
+    kernel_shap,
+    lime,
+    lime_coalitions,
+    lime_weights,
+    shapley_kernel_coalitions,
+)
+from plugins.models.mlp import build_mlp
+from plugins.models.seed_cnn import build_seed_cnn
+
+NAMES = {name for name, *_ in EXPLAINERS}
+CAM_NAMES = {"grad-cam", "grad-cam++", "guided-grad-cam"}
+LAYER = "conv_layers.3"
+
+
+REGISTRY = Registry.load()
+
+
+def run(name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, **params):
+    """Call a registered explainer the way the runner does (layer for CAM methods)."""
+    spec = REGISTRY.get("explainer", name)
+    merged = {**spec.params, **params}
+    if spec.uses_target_layer:
+        merged.setdefault("target_layer", LAYER)
+    return spec.factory(model, x, target, **merged)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """A seed-cnn trained for one epoch on 512 MNIST images, and 4 test images."""
+    data = load_mnist(train_limit=512, test_limit=16)
+    torch.manual_seed(0)
+    model = train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=1)
+    return model.eval(), data.test.x[:4].clone(), data.test.y[:4].clone()
+
+
+# -- registry and contract --------------------------------------------------------------------
+
+
+def test_registry_lists_every_explainer_through_the_entry_point():
+    assert REGISTRY.plugins["builtin_explainers"].status == "loaded"
+    assert set(REGISTRY.names("explainer")) == NAMES
+    assert {
+        "gradient", "input-x-gradient", "deconvnet", "guided-backprop", "grad-cam",
+        "grad-cam++", "guided-grad-cam", "integrated-gradients", "smoothgrad", "smoothgrad-sq",
+        "vargrad", "deep-shap", "gradient-shap", "kernel-shap", "lime", "occlusion", "lrp",
+        "excitation-backprop", "random", "sobel",
+    } == NAMES  # fmt: skip
+    for spec in REGISTRY.specs("explainer"):
+        assert spec.version == "1" and spec.description and "\n" not in spec.description
+        assert dict(spec.params) == keyword_defaults(spec.factory)
+        # every keyword the factory takes is either a default param or the runner's layer
+        keywords = {
+            p.name
+            for p in inspect.signature(spec.factory).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        assert keywords == set(spec.params) | (
+            {"target_layer"} if spec.uses_target_layer else set()
+        )
+        assert spec.uses_target_layer == (spec.name in CAM_NAMES)
+        if spec.uses_target_layer:
+            assert {"conv", "differentiable"} <= spec.requires
+        if spec.name in {"lrp", "excitation-backprop", "deep-shap"}:
+            assert "lrp" in spec.requires
+        if spec.name in {"random", "sobel", "occlusion", "kernel-shap", "lime"}:
+            assert spec.requires == frozenset()
+    cnn = REGISTRY.get("model", "seed-cnn")
+    assert {"differentiable", "conv", "lrp"} <= cnn.provides
+
+
+def _check_contract(name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> None:
+    before = x.clone()
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    with torch.no_grad():  # explainers must work inside an outer no_grad
+        out = run(name, model, x, target)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    n, c, h, w = x.shape
+    assert out.shape in {(n, 1, h, w), (n, c, h, w)}
+    assert torch.isfinite(out).all()
+    assert torch.equal(check_attributions(out, x, name), out)
+    assert torch.equal(x, before), "the caller's x was modified"
+    assert not x.requires_grad
+    assert torch.equal(torch.get_rng_state(), torch_state), "global torch RNG disturbed"
+    assert all(
+        np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True)
+    )
+    assert out.abs().sum() > 0, f"{name} returned an all-zero map"
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_contract_on_seed_cnn_mnist(mnist, name):
+    model, x, y = mnist
+    params = [p.detach().clone() for p in model.parameters()]
+    _check_contract(name, model, x, y)
+    # the model comes back as it was: weights, no rules or hooks left behind
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
+    for module in model.modules():
+        assert not hasattr(module, "rule")
+        assert not module._forward_hooks and not module._backward_hooks
+        assert not module._forward_pre_hooks
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_contract_on_three_channel_input(name):
+    torch.manual_seed(1)
+    model = build_seed_cnn(5, (3, 32, 32), dropout=0.0).eval()
+    x = torch.rand(3, 3, 32, 32)
+    _check_contract(name, model, x, torch.tensor([0, 3, 4]))
+
+
+MLP_OK = sorted(
+    spec.name
+    for spec in REGISTRY.specs("explainer")
+    if spec.requires <= REGISTRY.get("model", "mlp").provides
+)
+
+
+@pytest.mark.parametrize("name", MLP_OK)
+def test_contract_on_the_mlp_where_the_planner_allows_it(name):
+    torch.manual_seed(2)
+    model = build_mlp(10, (1, 28, 28), hidden=[32]).eval()
+    _check_contract(name, model, torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("name", ["gradient", "grad-cam", "kernel-shap", "occlusion", "random"])
+def test_empty_batch(mnist, name):
+    model, x, _ = mnist
+    out = run(name, model, x[:0], torch.zeros(0, dtype=torch.long))
+    assert out.shape[0] == 0 and out.shape[2:] == x.shape[2:]
+
+
+def test_chunking_does_not_change_deterministic_methods(mnist):
+    model, x, y = mnist
+    for factory in (gradient, integrated_gradients, grad_cam_plus_plus, deep_shap, lrp):
+        kwargs = {"target_layer": LAYER} if factory is grad_cam_plus_plus else {}
+        whole = factory(model, x, y, **kwargs)
+        chunked = factory(model, x, y, batch_size=1, **kwargs)
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+# -- gradient family ---------------------------------------------------------------------------
+
+
+def test_gradient_of_a_linear_model_is_the_weight_row():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    x, target = torch.rand(5, 1, 28, 28), torch.tensor([0, 1, 9, 9, 4])
+    weights = model[1].weight.detach().view(10, 1, 28, 28)
+    torch.testing.assert_close(gradient(model, x, target), weights[target])
+    # occlusion of single pixels with a black baseline drops the logit by w * x, exactly
+    torch.testing.assert_close(
+        occlusion(model, x[:2], target[:2], window=1, stride=1), weights[target[:2]] * x[:2]
+    )
+
+
+def test_input_x_gradient_is_x_times_gradient(mnist):
+    model, x, y = mnist
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)
+    torch.testing.assert_close(input_x_gradient(model, x, y), x * grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(gradient(model, x, y), grad, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_completeness():
+    """Sundararajan et al. 2017, prop. 1: attributions sum to f(x) - f(baseline). On a smooth
+    (tanh) net 50 Gauss-Legendre points are exact to 1e-4; on the ReLU seed-cnn the integrand
+    is piecewise constant and the quadrature error is a few percent of |f(x) - f(0)|."""
+    torch.manual_seed(4)
+    smooth = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 3)).eval()
+    x, target = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        gap = (
+            smooth(x).gather(1, target[:, None])[:, 0] - smooth(torch.zeros_like(x))[target, target]
+        )
+    sums = integrated_gradients(smooth, x, target).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(sums, gap, rtol=0, atol=1e-4)
+
+
+def test_integrated_gradients_completeness_on_seed_cnn(mnist):
+    model, x, y = mnist
+    with torch.no_grad():
+        gap = model(x).gather(1, y[:, None])[:, 0] - model(torch.zeros_like(x))[0, y]
+    sums = integrated_gradients(model, x, y, n_steps=200).sum(dim=(1, 2, 3))
+    assert torch.all((sums - gap).abs() <= 0.05 * gap.abs() + 1e-3), (sums, gap)
+
+
+# -- seeded methods and controls ---------------------------------------------------------------
+
+SEEDED = ["smoothgrad", "smoothgrad-sq", "vargrad", "gradient-shap", "kernel-shap", "lime"]
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_seeded_methods_are_deterministic_and_ignore_the_global_rng(mnist, name):
+    model, x, y = mnist
+    params = {"samples": 16}
+    if name == "gradient-shap":
+        params["noise_std"] = 0.1
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = run(name, model, x, y, **params)
+    torch.manual_seed(999)
+    np.random.seed(999)
+    again = run(name, model, x, y, **params)
+    other = run(name, model, x, y, seed=1, **params)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+def test_random_control_is_seeded_per_image_and_ignores_the_model():
+    x = torch.rand(5, 1, 28, 28)
+    target = torch.zeros(5, dtype=torch.long)
+    a = random_attributions(build_seed_cnn(10, (1, 28, 28)), x, target, seed=7)
+    b = random_attributions(build_mlp(10, (1, 28, 28)), x, target, seed=7)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, random_attributions(None, x, target, seed=8))
+    # the same image gets the same map whatever batch or position it comes in
+    order = torch.tensor([3, 0, 4])
+    torch.testing.assert_close(random_attributions(None, x[order], target[order], seed=7), a[order])
+    # and different images get different maps
+    assert not torch.allclose(a[0], a[1])
+    assert abs(float(a.mean())) < 0.1 and abs(float(a.std()) - 1) < 0.1  # standard normal
+
+
+def test_sobel_ignores_the_model_and_matches_scikit_image():
+    """scikit-image's ``filters.sobel`` per channel, to float32 rounding (atol 1e-6)."""
+    torch.manual_seed(5)
+    x = torch.rand(3, 3, 16, 20)
+    target = torch.zeros(3, dtype=torch.long)
+    one = sobel(build_seed_cnn(10, (3, 16, 20)), x, target)
+    two = sobel(build_mlp(10, (3, 16, 20)), x, target)
+    assert torch.equal(one, two)
+    expected = np.stack(
+        [[skimage_sobel(x[n, c].double().numpy()) for c in range(3)] for n in range(3)]
+    )
+    np.testing.assert_allclose(one.numpy(), expected, rtol=0, atol=1e-6)
+
+
+# -- CAM family ----------------------------------------------------------------------------------
+
+
+class CamToy(nn.Module):
+    """The target layer is the identity, so its activations are the input; the logits are
+    linear in the spatial sums, so the gradients are the constant weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.head = nn.Linear(2, 3, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[0.5, -1.0], [1.0, 1.0], [-1.0, 2.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).sum(dim=(2, 3)))
+
+
+def test_grad_cam_and_grad_cam_plus_plus_on_hand_computed_values():
+    """A = [[1, 2], [3, 4]] and [[0, 1], [0, 1]], class 0 weights (0.5, -1).
+
+    Grad-CAM: weights = mean gradient = (0.5, -1), map relu(0.5 A0 - A1) = [[.5, 0], [1.5, 1]].
+    Grad-CAM++ (eq. 19): g constant per channel, alpha = g^2 / (2 g^2 + sum(A) g^3)
+    = 1 / (2 + sum(A) g): channel 0: 1 / (2 + 10 * 0.5) = 1/7, w0 = 4 * 1/7 * 0.5 = 2/7;
+    channel 1: relu(-1) = 0, w1 = 0; map relu(2/7 A0)."""
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
+    target = torch.tensor([0])
+    cam = grad_cam(CamToy(), x, target, target_layer="features")
+    torch.testing.assert_close(cam, torch.tensor([[[[0.5, 0.0], [1.5, 1.0]]]]))
+    campp = grad_cam_plus_plus(CamToy(), x, target, target_layer="features")
+    torch.testing.assert_close(campp, (2 / 7) * x[:, :1])
+
+
+def reference_grad_cam_plus_plus(
+    activations: np.ndarray, grads: np.ndarray, eps: float
+) -> np.ndarray:
+    """``pytorch-grad-cam``'s ``GradCAMPlusPlus.get_cam_weights`` (v1.5), transcribed, then
+    the weighted sum and ReLU of its ``BaseCAM`` (without its min-max rescaling). The
+    reference adds ``eps = 1e-6`` to the denominator; the paper (eq. 19) has none."""
+    grads_power_2 = grads**2
+    grads_power_3 = grads_power_2 * grads
+    sum_activations = np.sum(activations, axis=(2, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 where grads == 0, masked
+        aij = grads_power_2 / (
+            2 * grads_power_2 + sum_activations[:, :, None, None] * grads_power_3 + eps
+        )
+    aij = np.where(grads != 0, aij, 0)
+    weights = np.maximum(grads, 0) * aij
+    weights = np.sum(weights, axis=(2, 3))
+    cam = (weights[:, :, None, None] * activations).sum(axis=1, keepdims=True)
+    return np.maximum(cam, 0)
+
+
+def test_grad_cam_plus_plus_matches_the_reference_formula(mnist):
+    """Against the pytorch-grad-cam transcription on seed-cnn's second conv layer, upsampled
+    the same way: 1e-4 relative with the paper's formula (eps 0). The reference's eps = 1e-6
+    is not negligible here (gradients ~1e-3, so g^2 ~ eps): with it the maps still agree in
+    where they point (correlation > 0.99) but not in value."""
+    model, x, y = mnist
+    layer = model.get_submodule(LAYER)
+    store = {}
+    handle = layer.register_forward_hook(lambda m, i, o: store.update(a=o))
+    xg = x.clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), store["a"])
+    handle.remove()
+    activations, grads = store["a"].detach().double().numpy(), grads.double().numpy()
+    ours = grad_cam_plus_plus(model, x, y, target_layer=LAYER)
+    for eps in (0.0, 1e-6):
+        cam = reference_grad_cam_plus_plus(activations, grads, eps)
+        expected = F.interpolate(torch.from_numpy(cam).float(), size=(28, 28), mode="bilinear")
+        assert expected.abs().sum() > 0
+        if eps == 0:
+            torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-7)
+        else:
+            for a, b in zip(ours, expected, strict=True):
+                assert np.corrcoef(a.reshape(-1), b.reshape(-1))[0, 1] > 0.99
+
+
+def test_guided_grad_cam_is_guided_backprop_times_grad_cam(mnist):
+    model, x, y = mnist
+    expected = guided_backprop(model, x, y) * grad_cam(model, x, y, target_layer=LAYER)
+    torch.testing.assert_close(guided_grad_cam(model, x, y, target_layer=LAYER), expected)
+
+
+@pytest.mark.parametrize("name", sorted(CAM_NAMES))
+def test_cam_methods_name_a_missing_layer(mnist, name):
+    model, x, y = mnist
+    with pytest.raises(ValueError, match=r"conv_layers\.9.*does not exist"):
+        run(name, model, x, y, target_layer="conv_layers.9")
+
+
+def test_modified_backward_methods_refuse_a_model_without_relu_modules():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    x, target = torch.rand(2, 1, 28, 28), torch.tensor([0, 1])
+    for factory in (deconvnet, guided_backprop):
+        with pytest.raises(ValueError, match=r"no nn\.ReLU module"):
+            factory(model, x, target)
+
+
+# -- propagation rules ---------------------------------------------------------------------------
+
+
+def test_lrp_with_vanishing_epsilon_is_input_x_gradient(mnist):
+    """Ancona et al. 2018: on ReLU nets epsilon-LRP tends to gradient x input as epsilon -> 0;
+    a real epsilon absorbs relevance, so the maps differ."""
+    model, x, y = mnist
+    reference = input_x_gradient(model, x, y)
+    torch.testing.assert_close(lrp(model, x, y, epsilon=1e-9), reference, rtol=1e-3, atol=1e-6)
+    assert not torch.allclose(lrp(model, x, y, epsilon=0.5), reference, rtol=1e-2, atol=1e-4)
+
+
+def test_excitation_backprop_is_a_conserved_non_negative_distribution(mnist):
+    """Zhang et al. 2016: marginal winning probabilities start as a unit mass on the target and
+    stay non-negative through the z+ rule (non-negative inputs). On a bias-free net the mass is
+    conserved exactly; with biases, units excited by their bias alone keep their share, so the
+    input receives at most the unit mass."""
+    model, x, y = mnist
+    maps = excitation_backprop(model, x, y)
+    assert maps.min() >= -1e-6
+    sums = maps.sum(dim=(1, 2, 3))
+    assert torch.all((sums > 0.2) & (sums <= 1 + 1e-4)), sums
+    bias_free = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in bias_free.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                module.bias.zero_()
+    sums = excitation_backprop(bias_free, x, y).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(sums, torch.ones(4), rtol=0, atol=1e-4)
+    # not a rescaled LRP-epsilon: the z+ rule ignores negative evidence, LRP keeps it
+    assert (lrp(model, x, y, epsilon=1e-9) < 0).any()
+
+
+# -- Shapley methods -----------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Setting forward, backward hooks:UserWarning")
+def test_deep_shap_equals_captum_deep_lift_shap_on_each_images_references(mnist):
+    """Per image, captum's DeepLiftShap with that image's reference set (zeros + blurs) gives
+    the same map as our batched expansion (1e-5 relative)."""
+    model, x, y = mnist
+    ours = deep_shap(model, x, y)
+    for i in range(x.shape[0]):
+        refs = references(x[i : i + 1], (2.0, 4.0, 8.0))[0]
+        expected = DeepLiftShap(model).attribute(x[i : i + 1].clone(), refs, target=y[i : i + 1])
+        torch.testing.assert_close(ours[i : i + 1], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_blur_is_scipy_gaussian_filter():
+    """scipy.ndimage.gaussian_filter(mode="nearest"), per image and channel, to 1e-5."""
+    x = torch.rand(2, 3, 12, 9, dtype=torch.float64)
+    for sigma in (0.3, 1.0, 2.5, 8.0):
+        expected = np.stack(
+            [[gaussian_filter(x[n, c].numpy(), sigma, mode="nearest") for c in range(3)]
+             for n in range(2)]
+        )  # fmt: skip
+        np.testing.assert_allclose(gaussian_blur(x, sigma).numpy(), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_references_are_black_then_blurs_that_keep_the_mass():
+    x = torch.rand(2, 1, 28, 28)
+    refs = references(x, (1.0, 8.0))
+    assert refs.shape == (2, 3, 1, 28, 28) and refs[:, 0].abs().sum() == 0
+    # a normalised blur keeps the mean intensity (edges replicated: close, not equal)
+    torch.testing.assert_close(
+        refs[:, 1].mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=2e-2, rtol=0
+    )
+    assert refs[:, 2].std() < refs[:, 1].std() < x.std()
+
+
+def test_gradient_shap_on_a_linear_model_is_exact():
+    """For f = w.x the gradient is constant, so E[w * (x - b)] over the references cycled
+    evenly (samples a multiple of their count) is w * (x - mean(b)) exactly."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    x, target = torch.rand(3, 1, 28, 28), torch.tensor([2, 5, 7])
+    weights = model[1].weight.detach().view(10, 1, 28, 28)[target]
+    expected = weights * (x - references(x, (2.0, 4.0, 8.0)).mean(dim=1))
+    torch.testing.assert_close(gradient_shap(model, x, target, samples=8), expected)
+
+
+def test_gradient_shap_with_a_black_reference_converges_to_integrated_gradients(mnist):
+    """With the black reference only and no noise, GradientSHAP is integrated gradients with
+    random interpolation points: 2,000 samples bring it within 5 % of the IG map's scale."""
+    model, x, y = mnist
+    ours = gradient_shap(model, x[:2], y[:2], blur_sigmas=(), samples=2000)
+    ig = integrated_gradients(model, x[:2], y[:2])
+    assert (ours - ig).abs().max() <= 0.05 * ig.abs().max()
+
+
+# -- surrogates: KernelSHAP and LIME ------------------------------------------------------------
+
+
+def exact_shapley(model, x, target, cells, baseline=0.0):
+    """Shapley values of the superpixels by the definition (all coalitions), for one image."""
+    m = int(cells.max()) + 1
+    value = {}
+    with torch.no_grad():
+        for bits in itertools.product([0, 1], repeat=m):
+            keep = torch.tensor(bits)[cells].float()
+            image = x * keep + baseline * (1 - keep)
+            value[bits] = float(model(image[None])[0, target])
+    phi = torch.zeros(m, dtype=torch.float64)
+    for j in range(m):
+        for bits in value:
+            if bits[j]:
+                continue
+            k = sum(bits)
+            with_j = tuple(1 if i == j else b for i, b in enumerate(bits))
+            weight = math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m)
+            phi[j] += weight * (value[with_j] - value[bits])
+    return phi.float()
+
+
+def test_kernel_shap_is_exact_when_it_can_enumerate_coalitions(mnist):
+    """A 2x2 grid has 4 superpixels: 14 non-trivial coalitions, enumerated with their kernel
+    weights, give the Shapley values of the definition (1e-4 relative)."""
+    model, x, y = mnist
+    cells = grid_cells(28, 28, 2, x.device)
+    maps = kernel_shap(model, x, y, grid=2, samples=14)
+    for i in range(x.shape[0]):
+        phi = exact_shapley(model, x[i], int(y[i]), cells)
+        torch.testing.assert_close(maps[i, 0], phi[cells], rtol=1e-4, atol=1e-5)
+
+
+def test_kernel_shap_sampling_converges_to_the_shapley_values(mnist):
+    """3x3 grid (9 superpixels, 510 coalitions): 400 paired kernel samples stay within 10 %
+    of the largest Shapley value; the constraint sum(phi) = f(x) - f(0) holds exactly."""
+    model, x, y = mnist
+    cells = grid_cells(28, 28, 3, x.device)
+    maps = kernel_shap(model, x[:2], y[:2], grid=3, samples=400)
+    with torch.no_grad():
+        gap = model(x[:2]).gather(1, y[:2, None])[:, 0] - model(torch.zeros_like(x[:2]))[0, y[:2]]
+    for i in range(2):
+        phi = exact_shapley(model, x[i], int(y[i]), cells)
+        estimate = maps[i, 0].reshape(-1)[_first_pixel_of_each_cell(cells)]
+        assert (estimate - phi).abs().max() <= 0.1 * phi.abs().max()
+        torch.testing.assert_close(estimate.sum(), gap[i], rtol=1e-4, atol=1e-5)
+
+
+def _first_pixel_of_each_cell(cells: torch.Tensor) -> torch.Tensor:
+    flat = cells.reshape(-1)
+    return torch.tensor([int((flat == c).nonzero()[0]) for c in range(int(flat.max()) + 1)])
+
+
+def _replay(coalitions: torch.Tensor):
+    """A captum perturbation generator that yields our coalitions, one by one."""
+
+    def generator(original_input, **kwargs):
+        for z in coalitions:
+            yield z.view(1, -1).long()
+
+    return generator
+
+
+def test_kernel_shap_matches_captum_on_the_same_coalitions(mnist):
+    """Captum's KernelShap fed with our samples (all-on and all-off first, with its weight of
+    1e6 standing for our exact constraint): equal to 1e-3 of the largest value."""
+    model, x, y = mnist
+    cells = grid_cells(28, 28, 7, x.device)
+    samples = 128
+    for i in range(2):
+        gen = torch.Generator().manual_seed(0)
+        coalitions, _ = shapley_kernel_coalitions(1, 49, samples, gen, x.device)
+        ends = torch.stack([torch.ones(49), torch.zeros(49)]).long()
+        captum_ks = KernelShap(model)
+        captum_ks.perturb_func = _replay(torch.cat([ends, coalitions[0]]))
+        expected = captum_ks.attribute(
+            x[i : i + 1], baselines=0.0, target=int(y[i]), feature_mask=cells[None, None],
+            n_samples=samples + 2,
+        )  # fmt: skip
+        ours = kernel_shap(model, x[i : i + 1], y[i : i + 1], samples=samples, seed=0)
+        assert (ours - expected).abs().max() <= 1e-3 * expected.abs().max()
+
+
+def test_lime_matches_captum_on_the_same_samples(mnist):
+    """Captum's Lime with the lime package's image kernel and Ridge(alpha=1), fed with our
+    samples: equal to 1e-4 relative (float32 regression targets in captum)."""
+    model, x, y = mnist
+    cells = grid_cells(28, 28, 7, x.device)
+    samples = 128
+
+    def similarity(original, perturbed, interpretable, **kwargs):
+        return lime_weights(interpretable.view(1, -1), 0.25).float()
+
+    for i in range(2):
+        gen = torch.Generator().manual_seed(0)
+        coalitions = lime_coalitions(1, 49, samples, gen, x.device)[0]
+        captum_lime = Lime(
+            model,
+            interpretable_model=SkLearnRidge(alpha=1.0),
+            similarity_func=similarity,
+            perturb_func=_replay(coalitions),
+        )
+        expected = captum_lime.attribute(
+            x[i : i + 1], baselines=0.0, target=int(y[i]), feature_mask=cells[None, None],
+            n_samples=samples,
+        )  # fmt: skip
+        ours = lime(model, x[i : i + 1], y[i : i + 1], samples=samples, seed=0)
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
+
+
+def test_lime_kernel_is_the_lime_package_default():
+    """``sqrt(exp(-d^2 / 0.25^2))`` with d the cosine distance to the all-on vector."""
+    z = torch.tensor([[[1, 1, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0]]])
+    d = torch.tensor([0.0, 1 - 0.5, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(lime_weights(z, 0.25)[0], torch.exp(-(d**2) / 0.0625).sqrt())
+
+
+def test_grid_cells_partition_any_size():
+    cells = grid_cells(28, 28, 7, torch.device("cpu"))
+    assert cells.unique().numel() == 49
+    assert torch.all(torch.bincount(cells.reshape(-1)) == 16)  # 4x4 cells on MNIST
+    small = grid_cells(8, 5, 7, torch.device("cpu"))  # fewer cells along a short side
+    assert small.unique().numel() == 7 * 5
