@@ -6,7 +6,14 @@ from collections.abc import Callable
 
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import EvaluatorSpec
+from plugins.evaluators import (
+    completeness_soundness,
+    data_randomisation,
+    model_randomisation,
+    roar,
+)
 from plugins.evaluators.classification import DIRECTIONS, evaluate_classification
+from plugins.evaluators.quantus_adapter import register_quantus
 
 
 @hookimpl
@@ -21,3 +28,9 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
             directions=DIRECTIONS,
         )
     )
+    for spec in roar.specs():
+        register(spec)
+    register(model_randomisation.spec())
+    register(data_randomisation.spec())
+    register(completeness_soundness.spec())
+    register_quantus(register)
