@@ -44,11 +44,11 @@ def in_chunks(
 ) -> torch.Tensor:
     """``attribute(x_chunk, target_chunk)`` over ``x`` in chunks of ``chunk`` images.
 
-        ``channels`` is the number of attribution channels (1 or C), only needed to shape the
-        answer for an empty batch. ``grad=False`` runs under ``torch.no_grad()`` (perturbation
-        methods); otherwise gradients are enabled. Captum's warnings about the hooks it sets and
-        removes on the model, and that it set ``requires_grad`` on our private copies, are silenced:
-    they are expected and say nothing about the result.
+    ``channels`` is the number of attribution channels (1 or C), only needed to shape the
+    answer for an empty batch. ``grad=False`` runs under ``torch.no_grad()`` (perturbation
+    methods); otherwise gradients are enabled. Captum's warnings about the hooks it sets and
+    removes on the model, and about setting ``requires_grad`` on our private copies, are
+    silenced: they are expected and say nothing about the result.
     """
     n, _, height, width = x.shape
     if n == 0:

@@ -37,7 +37,7 @@ from captum.attr import DeepLift
 from captum.attr._core.gradient_shap import InputBaselineXGradient
 from torch import nn
 
-from plugins.explainers.batching import images_per_chunk, in_chunks
+from plugins.explainers.batching import FAST_LAYOUT, images_per_chunk, in_chunks
 from plugins.explainers.seeding import seeded
 
 
@@ -86,8 +86,8 @@ def deep_shap(
         refs = references(xs, blur_sigmas)
         inputs = xs.unsqueeze(1).expand_as(refs).reshape(-1, *xs.shape[1:])
         out = deeplift.attribute(
-            inputs.clone(),
-            baselines=refs.reshape(-1, *xs.shape[1:]),
+            inputs.contiguous(memory_format=FAST_LAYOUT),
+            baselines=refs.reshape(-1, *xs.shape[1:]).contiguous(memory_format=FAST_LAYOUT),
             target=ts.repeat_interleave(count),
         )
         return out.reshape(xs.shape[0], count, *xs.shape[1:]).mean(dim=1)
@@ -123,8 +123,8 @@ def gradient_shap(
     def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         refs = references(xs, blur_sigmas)
         pick = torch.arange(samples, device=xs.device) % refs.shape[1]
-        refs = refs[:, pick].reshape(-1, *xs.shape[1:])
-        inputs = xs.repeat_interleave(samples, dim=0)
+        refs = refs[:, pick].reshape(-1, *xs.shape[1:]).contiguous(memory_format=FAST_LAYOUT)
+        inputs = xs.repeat_interleave(samples, dim=0).contiguous(memory_format=FAST_LAYOUT)
         if noise_std > 0:
             inputs = inputs + float(noise_std) * torch.randn_like(inputs)
         out = method.attribute(inputs, baselines=refs, target=ts.repeat_interleave(samples))

@@ -92,29 +92,30 @@ def paint(coefficients: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return coefficients[:, cells].unsqueeze(1)
 
 
+def enumerates_all_coalitions(features: int, samples: int) -> bool:
+    """Whether ``samples`` covers every non-trivial coalition, so KernelSHAP is exact."""
+    return features <= 30 and samples >= 2**features - 2
+
+
 def shapley_kernel_coalitions(
     n: int, features: int, samples: int, gen: torch.Generator, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coalitions ``(N, S, M)`` and their regression weights ``(N, S)`` for KernelSHAP.
 
-    Every non-trivial coalition with the Shapley kernel weight when ``samples`` suffices
-    (exact); otherwise ``samples`` (rounded up to even) kernel-distributed draws, paired
-    with their complements, equally weighted.
+    Every non-trivial coalition with its Shapley kernel weight
+    ``(M - 1) / (C(M, k) k (M - k))`` when ``samples`` suffices (exact); otherwise
+    ``samples`` (rounded up to even) kernel-distributed draws, paired with their complements,
+    equally weighted.
     """
     m = features
     if m < 2:
-        raise ValueError("kernel-shap needs at least 2 superpixels")
-    if m <= 30 and samples >= 2**m - 2:
+        raise ValueError("kernel-shap needs at least 2 superpixels (grid >= 2)")
+    if enumerates_all_coalitions(m, samples):
         codes = torch.arange(1, 2**m - 1, device=device)
         bits = (codes[:, None] >> torch.arange(m, device=device)) & 1
-        sizes = bits.sum(1).double()
-        weights = (m - 1) / (
-            sizes
-            * (m - sizes)
-            * torch.tensor(
-                [math.comb(m, int(k)) for k in sizes.tolist()], dtype=torch.float64, device=device
-            )
-        )
+        sizes = bits.sum(1)
+        binomial = torch.tensor([math.comb(m, k) for k in range(m + 1)], dtype=torch.float64)
+        weights = (m - 1) / (binomial.to(device)[sizes] * sizes * (m - sizes))
         return bits.expand(n, -1, -1), weights.expand(n, -1)
     half = (samples + 1) // 2
     sizes = torch.arange(1, m, dtype=torch.float64)
@@ -122,8 +123,8 @@ def shapley_kernel_coalitions(
     drawn = torch.multinomial(size_probs, n * half, replacement=True, generator=gen) + 1
     drawn = drawn.to(device).view(n, half, 1)
     scores = torch.rand(n, half, m, generator=gen).to(device)
-    ranks = scores.argsort(dim=-1).argsort(dim=-1)
-    coalitions = (ranks < drawn).long()
+    ranks = scores.argsort(dim=-1).argsort(dim=-1)  # a uniform random order of the cells
+    coalitions = (ranks < drawn).long()  # the first k cells of that order
     coalitions = torch.cat([coalitions, 1 - coalitions], dim=1)
     return coalitions, torch.ones(n, 2 * half, dtype=torch.float64, device=device)
 
@@ -180,7 +181,8 @@ def kernel_shap(
         phi = solve_kernel_shap(coalitions, weights, values[:, 2:], values[:, 0], values[:, 1])
         return paint(phi, cells)
 
-    evaluations = min(int(samples), 2 ** min(m, 62) - 2) + 2
+    coalitions = 2**m - 2 if enumerates_all_coalitions(m, int(samples)) else int(samples) + 1
+    evaluations = coalitions + 2  # plus the all-on and all-off images
     return in_chunks(
         attribute,
         x,
