@@ -9,7 +9,9 @@ from benchmark.specs import EvaluatorSpec
 from plugins.evaluators import (
     completeness_soundness,
     data_randomisation,
+    faithfulness,
     model_randomisation,
+    road,
     roar,
 )
 from plugins.evaluators.classification import DIRECTIONS, evaluate_classification
@@ -33,4 +35,7 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
     register(model_randomisation.spec())
     register(data_randomisation.spec())
     register(completeness_soundness.spec())
+    for spec in faithfulness.specs():
+        register(spec)
+    register(road.spec())
     register_quantus(register)
