@@ -168,6 +168,29 @@ def linear_imputation(
     return out.view(n, c, h, w)
 
 
+def noisy_linear_imputation(
+    x: torch.Tensor,
+    removed: torch.Tensor,
+    *,
+    noise: float = 0.01,
+    seed: int = 0,
+    stream: int | np.ndarray = 0,
+    cg_tol: float = 1e-8,
+) -> torch.Tensor:
+    """``linear_imputation`` plus ``noise`` times standard normal noise on the removed pixels.
+
+    The noise of row ``i`` is keyed by ``seed``, the pixels of ``x[i]`` and ``stream`` (one
+    int, or one per row), so it does not depend on the other rows.
+    """
+    if noise < 0:
+        raise ValueError(f"noise must be non-negative, got {noise}")
+    imputed = linear_imputation(x, removed, cg_tol=cg_tol)
+    if noise == 0:
+        return imputed
+    eps = keyed_normal(image_keys(x, seed), stream, x.shape[1:])
+    return torch.where(removed[:, None], imputed + noise * eps, imputed)
+
+
 def removal_masks(
     rank: torch.Tensor, counts: torch.Tensor, order: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
@@ -197,7 +220,7 @@ def road_curves(
     ``batch_size`` at a time. The noise of a copy is keyed by ``seed``, the image's pixels,
     the order and the percentage, never by its place in the batch.
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     if noise < 0:
         raise ValueError(f"noise must be non-negative, got {noise}")
     pcts = torch.as_tensor([float(p) for p in percentages], dtype=torch.float64)
@@ -207,7 +230,6 @@ def road_curves(
         raise ValueError(f"percentages must increase, got {list(percentages)}")
     counts = torch.tensor([int(h * w * float(p) / 100) for p in percentages], dtype=torch.int64)
     rank = positions(ranking(pixel_importance(attributions)))
-    keys = image_keys(x, seed)
     pct_ids = step_ids(pcts)
     steps = len(pcts)
     total = n * 2 * steps
@@ -218,11 +240,10 @@ def road_curves(
             system = torch.arange(lo, min(total, lo + batch_size))
             image, order, step = system // (2 * steps), system // steps % 2, system % steps
             removed = removal_masks(rank[image], counts[step], order, (h, w))
-            imputed = linear_imputation(x[image], removed, cg_tol=cg_tol)
-            if noise > 0:
-                stream = _STREAM_ROAD * 10**8 + (order.numpy() + 1) * 10**6 + pct_ids[step.numpy()]
-                eps = keyed_normal(keys[image.numpy()], stream, (c, h, w))
-                imputed = torch.where(removed[:, None], imputed + noise * eps, imputed)
+            stream = _STREAM_ROAD * 10**8 + (order.numpy() + 1) * 10**6 + pct_ids[step.numpy()]
+            imputed = noisy_linear_imputation(
+                x[image], removed, noise=noise, seed=seed, stream=stream, cg_tol=cg_tol
+            )
             logits = model(imputed.to(x.dtype))
             hit = logits.argmax(1) == target[image]
             correct[lo : lo + len(system)] = hit.double()
