@@ -92,16 +92,20 @@ ORDERS = ("morf", "lerf")
 _STREAM_ROAD = 5
 
 
+def _box(u: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` convolved with ``[1, 2, 1]^T [1, 2, 1]`` under zero padding, separably."""
+    padded = F.pad(u, (1, 1, 1, 1))
+    across = torch.add(padded[..., :, :-2], padded[..., :, 2:]).add_(padded[..., :, 1:-1], alpha=2)
+    return torch.add(across[..., :-2, :], across[..., 2:, :]).add_(across[..., 1:-1, :], alpha=2)
+
+
 def neighbour_sum(u: torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` -> the weighted sum of each pixel's 8 neighbours, zero outside the image.
 
     Weights 1/6 (edge) and 1/12 (diagonal) are ``([1, 2, 1]^T [1, 2, 1] - 4 delta) / 12``,
     so two separable passes and a correction replace an 8-term sum.
     """
-    padded = F.pad(u, (1, 1, 1, 1))
-    across = torch.add(padded[..., :, :-2], padded[..., :, 2:]).add_(padded[..., :, 1:-1], alpha=2)
-    down = torch.add(across[..., :-2, :], across[..., 2:, :]).add_(across[..., 1:-1, :], alpha=2)
-    return down.sub_(u, alpha=4).div_(12)
+    return _box(u).sub_(u, alpha=4).div_(12)
 
 
 def _conjugate_gradients(
@@ -109,9 +113,14 @@ def _conjugate_gradients(
 ) -> torch.Tensor:
     """Solve ``A u = b`` for each of the ``B`` systems of ``(B, H, W)`` ``b``.
 
-    ``A u = removed * (weight_sum * u - neighbour_sum(u))`` for ``u`` that is zero on kept
-    pixels (the CG directions are: they are built from masked residuals). A system leaves
-    the working set when its residual norm drops below ``tol * ||b||``.
+    ``A u = weight_sum * u - removed * neighbour_sum(u)`` for ``u`` that is zero on kept
+    pixels (the CG directions are: they are built from masked residuals), computed as
+    ``(weight_sum + 1/3) * u - removed / 12 * _box(u)``. A system's solution is recorded at
+    the first iteration where its residual norm is below ``tol * ||b||``; recorded systems are
+    dropped from the working set once they are a quarter of it (dropping one at a time would
+    copy the set every iteration). Until then they iterate on harmlessly: their record is
+    taken, and the guards below keep an exactly solved system at zero steps. Every operation
+    acts on each system alone, so a solution never depends on the rest of the batch.
     """
     solved = torch.zeros_like(b)
     u = torch.zeros_like(b)
@@ -119,27 +128,34 @@ def _conjugate_gradients(
     p = r.clone()
     rr = (r * r).sum((1, 2))
     limit = (b * b).sum((1, 2)) * tol**2
+    diagonal = weight_sum + 1 / 3
+    twelfth = removed / 12
     active = torch.arange(len(b))
+    pending = torch.ones(len(b), dtype=torch.bool)
     for _ in range(max_iter + 1):
-        done = rr <= limit
+        done = pending & (rr <= limit)
         if done.any():
             solved[active[done]] = u[done]
-            keep = ~done
-            if not keep.any():
+            pending &= ~done
+            left = int(pending.sum())
+            if left == 0:
                 return solved
-            active, u, r, p, rr, limit, removed = (
-                t[keep] for t in (active, u, r, p, rr, limit, removed)
-            )
-        ap = torch.mul(weight_sum, p).sub_(removed * neighbour_sum(p))
-        alpha = (rr / (p * ap).sum((1, 2))).view(-1, 1, 1)
+            if len(pending) - left >= len(pending) / 4:
+                active, u, r, p, rr, limit, twelfth, pending = (
+                    t[pending] for t in (active, u, r, p, rr, limit, twelfth, pending)
+                )
+        ap = torch.mul(diagonal, p).addcmul_(twelfth, _box(p), value=-1)
+        curvature = (p * ap).sum((1, 2))
+        alpha = torch.where(curvature > 0, rr / curvature, 0.0).view(-1, 1, 1)
         u.addcmul_(alpha, p)
         r.addcmul_(alpha, ap, value=-1)
         rr_next = (r * r).sum((1, 2))
-        p = torch.addcmul(r, (rr_next / rr).view(-1, 1, 1), p)
+        beta = torch.where(rr > 0, rr_next / rr, 0.0).view(-1, 1, 1)
+        p = torch.addcmul(r, beta, p)
         rr = rr_next
     raise RuntimeError(
         f"ROAD imputation: conjugate gradients did not reach tolerance {tol} in {max_iter} "
-        f"iterations for {len(active)} systems"
+        f"iterations for {int(pending.sum())} systems"
     )
 
 
