@@ -458,3 +458,33 @@ def test_bad_parameters_are_refused(trained):
     )
     with pytest.raises(ValueError, match="explainer"):
         fa.evaluate_deletion(no_explainer)
+
+
+def test_figures_draw_one_line_per_explainer_from_stored_arrays():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.rand(4, 1, 8, 8, generator=g)
+    y = torch.zeros(4, dtype=torch.long)
+    maps = {"truth": lambda m, xs, t: xs.clone(), "liar": lambda m, xs, t: -xs}
+    for spec in fa.specs():
+        rows = [
+            {
+                "dataset": "d",
+                "model": "m",
+                "debiaser": "none",
+                "explainer": name,
+                "seed": seed,
+                "arrays": spec.factory(context_for(SumModel(), x, y, explain), n_images=4).arrays,
+            }
+            for name, explain in maps.items()
+            for seed in (0, 1)
+        ]
+        figures = spec.figures(pd.DataFrame(rows))
+        assert list(figures) == ["curves-d-m-none"], spec.name
+        (axis,) = figures["curves-d-m-none"].axes[:1]
+        assert [line.get_label() for line in axis.get_lines()] == ["liar", "truth"]
+        matplotlib.pyplot.close("all")

@@ -124,6 +124,13 @@ def test_imputation_by_hand():
     flat = torch.full((1, 2, 6, 6), 0.25)
     holes = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.8
     assert torch.allclose(road.linear_imputation(flat, holes), flat.double(), atol=1e-9)
+    # channels share the mask and are solved alike: the system is linear in the image
+    two = torch.cat([ramp, 2 * ramp, ramp.flip(-1)], 1)
+    out = road.linear_imputation(two, pair)
+    assert torch.allclose(out[:, 1], 2 * out[:, 0]) and torch.allclose(
+        out[:, :1], road.linear_imputation(ramp, pair)
+    )
+    assert torch.allclose(out[:, 2:], road.linear_imputation(ramp.flip(-1), pair))
 
 
 def test_imputation_equals_a_direct_sparse_solve(trained):
@@ -320,3 +327,32 @@ def test_spec_and_bad_parameters(trained):
             road.evaluate_road(context, n_images=2, percentages=bad)
     with pytest.raises(ValueError, match="noise"):
         road.evaluate_road(context, n_images=2, noise=-0.1)
+
+
+def test_figure_shows_morf_and_lerf_per_explainer(trained):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    _, model, x, y, maps = trained
+    rows = []
+    for name, sign in (("gradient", 1), ("reversed", -1)):
+        context = context_for(model, x[:8], y[:8], lambda m, xs, t, s=sign: s * maps[:8])
+        arrays = road.evaluate_road(context, n_images=8, percentages=[20, 60]).arrays
+        rows.append(
+            {
+                "dataset": "mnist",
+                "model": "seed-cnn",
+                "debiaser": "none",
+                "explainer": name,
+                "seed": 0,
+                "arrays": arrays,
+            }
+        )
+    figures = road.spec().figures(pd.DataFrame(rows))
+    morf, lerf = figures["curves-mnist-seed-cnn-none"].axes[:2]
+    assert [line.get_label() for line in morf.get_lines()] == ["gradient", "reversed"]
+    assert list(morf.get_lines()[0].get_xdata()) == [20.0, 60.0]
+    assert len(lerf.get_lines()) == 2
+    matplotlib.pyplot.close("all")

@@ -64,6 +64,7 @@ from plugins.evaluators.perturbation import (
     Output,
     Target,
     baseline_image,
+    curve_figures,
     explained_images,
     normalised_auc,
     pixel_importance,
@@ -356,7 +357,7 @@ def evaluate_region_perturbation(
     arrays: dict[str, Any] = {
         "aopc": scores.tolist(),
         "drop_curve": (outputs[:, :1] - outputs).mean(0).tolist(),
-        "regions": outputs.shape[1] - 1,
+        "regions_removed": list(range(outputs.shape[1])),
     }
     return Evaluation({"aopc": float(scores.mean())}, arrays)
 
@@ -366,6 +367,11 @@ def evaluate_region_perturbation(
 
 _COMMON = {"n_images": 256, "target": "prediction", "seed": None, "batch_size": 1024}
 _BLUR = {"blur_kernel": 11, "blur_sigma": 5.0}
+
+
+def _figures(title: str, x: str, y: str, x_label: str, y_label: str) -> Any:
+    """The spec's ``figures``: mean curves per explainer (``perturbation.curve_figures``)."""
+    return lambda results: curve_figures(results, title, [(x, y, x_label, y_label)])
 
 
 def specs() -> list[EvaluatorSpec]:
@@ -381,6 +387,13 @@ def specs() -> list[EvaluatorSpec]:
             params={**_COMMON, "steps": 28, "baseline": 0.0, "output": "probability"},
             requires=needs,
             directions={"auc": "lower"},
+            figures=_figures(
+                "Pixel flipping",
+                "fractions",
+                "curve",
+                "fraction of pixels flipped",
+                "target output",
+            ),
         ),
         EvaluatorSpec(
             name="deletion",
@@ -391,6 +404,9 @@ def specs() -> list[EvaluatorSpec]:
             params={**_COMMON, "steps": 28, "baseline": 0.0, **_BLUR},
             requires=needs,
             directions={"auc": "lower"},
+            figures=_figures(
+                "Deletion", "fractions", "curve", "fraction of pixels deleted", "probability"
+            ),
         ),
         EvaluatorSpec(
             name="insertion",
@@ -401,6 +417,9 @@ def specs() -> list[EvaluatorSpec]:
             params={**_COMMON, "steps": 28, "baseline": "blur", **_BLUR},
             requires=needs,
             directions={"auc": "higher"},
+            figures=_figures(
+                "Insertion", "fractions", "curve", "fraction of pixels inserted", "probability"
+            ),
         ),
         EvaluatorSpec(
             name="region-perturbation",
@@ -417,5 +436,12 @@ def specs() -> list[EvaluatorSpec]:
             },
             requires=needs,
             directions={"aopc": "higher"},
+            figures=_figures(
+                "Region perturbation (MoRF)",
+                "regions_removed",
+                "drop_curve",
+                "regions removed",
+                "f(x) - f(x_k)",
+            ),
         ),
     ]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -322,3 +322,37 @@ def baseline_image(
         with torch.no_grad():
             return rise_blur(x, blur_kernel, blur_sigma)
     raise ValueError(f"baseline must be a number, 'mean', 'uniform' or 'blur', got {baseline!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Figures (EvaluatorSpec.figures): drawn from stored arrays when a leaderboard is written.
+
+Panel = tuple[str, str, str, str]
+"""``(x array, y array, x label, y label)``: one axis of a curve figure."""
+
+
+def curve_figures(results: Any, title: str, panels: Sequence[Panel]) -> dict[str, Any]:
+    """One figure per (dataset, model, debiaser), one axis per panel, one line per explainer:
+    the stored mean curve ``y`` against ``x``, averaged over seeds."""
+    import matplotlib.pyplot as plt  # lazy: only leaderboards draw
+
+    figures = {}
+    for (dataset, model, debiaser), rows in results.groupby(["dataset", "model", "debiaser"]):
+        figure, axes = plt.subplots(
+            1, len(panels), figsize=(4.8 * len(panels) + 1.8, 4.2), squeeze=False
+        )
+        colours = plt.get_cmap("tab20")
+        for axis, (x_key, y_key, x_label, y_label) in zip(axes[0], panels, strict=True):
+            for i, (explainer, runs) in enumerate(sorted(rows.groupby("explainer"))):
+                curve = np.mean([np.asarray(a[y_key], dtype=float) for a in runs["arrays"]], 0)
+                xs = runs["arrays"].iloc[0][x_key]
+                axis.plot(
+                    xs, curve, marker="o", markersize=2, color=colours(i % 20), label=explainer
+                )
+            axis.set_xlabel(x_label)
+            axis.set_ylabel(y_label)
+            axis.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        figure.suptitle(f"{title}: {dataset} / {model} / {debiaser}")
+        figures[f"curves-{dataset}-{model}-{debiaser}"] = figure
+    return figures

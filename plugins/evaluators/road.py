@@ -49,8 +49,10 @@ Reference implementations: tleemann/road_evaluation ``road/imputations.py``
    and thrown away.
 2. MoRF only, accuracy only, and against the label (``y_batch``); no LeRF curve.
 3. One ``spsolve`` per image and percentage in a Python loop, noise from the global
-   ``np.random`` state (an image's noise depends on what ran before it): about 10 images/s at
-   its default 50 percentages on this machine (the speed benchmark prints the comparison).
+   ``np.random`` state (an image's noise depends on what ran before it): about 8 images/s at
+   its default 50 percentages and 47 at our 9 (MoRF only), against 200-230 images/s here
+   for MoRF and LeRF at 9 percentages, on 2 shared CPU cores
+   (``tests/benchmarks/test_faithfulness_speed.py``).
 4. The ``a_size`` count uses ``a_batch[0, :, :].size``, i.e. ``C * H * W``, and indexes the
    flattened channels-first map: right for one-channel images only.
 
@@ -72,6 +74,7 @@ from torch import nn
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.perturbation import (
     Target,
+    curve_figures,
     evaluating,
     explained_images,
     image_keys,
@@ -342,4 +345,12 @@ def spec() -> EvaluatorSpec:
         },
         requires=frozenset({"explainer"}),
         directions=DIRECTIONS,
+        figures=lambda results: curve_figures(
+            results,
+            "ROAD",
+            [
+                ("percentages", "morf_accuracy", "% removed, most relevant first", "accuracy"),
+                ("percentages", "lerf_accuracy", "% removed, least relevant first", "accuracy"),
+            ],
+        ),
     )
