@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.model_randomisation import explain_targets as _targets
 from plugins.evaluators.predictions import predict_logits
 from plugins.evaluators.similarity import MEASURES, similarity
 
@@ -34,14 +35,6 @@ PERMUTATION_SEED = 4242
 def permuted_labels(y: torch.Tensor, seed: int = PERMUTATION_SEED) -> torch.Tensor:
     """A random permutation of ``y``: class frequencies kept, the image-label link destroyed."""
     return y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))]
-
-
-def _targets(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, target: str):
-    if target == "label":
-        return y
-    if target == "prediction":
-        return predict_logits(model, x).argmax(1)
-    raise ValueError(f"target must be prediction or label, got {target!r}")
 
 
 def evaluate_data_randomisation(

@@ -51,7 +51,9 @@ def reinitialise(model: nn.Module, name: str, seed: int) -> None:
         model.get_submodule(name).reset_parameters()
 
 
-def _targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: str) -> torch.Tensor:
+def explain_targets(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: str
+) -> torch.Tensor:
     if target == "label":
         return y
     if target == "prediction":
@@ -93,10 +95,10 @@ def evaluate_model_randomisation(
     layers = randomisable_layers(original)
     if not layers:
         raise ValueError("the model has no layers with reset_parameters() to randomise")
-    reference = context.explain(original, x, _targets(original, x, y, target))
+    reference = context.explain(original, x, explain_targets(original, x, y, target))
 
     def compare(model: nn.Module) -> tuple[dict[str, np.ndarray], torch.Tensor]:
-        maps = context.explain(model, x, _targets(model, x, y, target))
+        maps = context.explain(model, x, explain_targets(model, x, y, target))
         return {m: similarity(m, reference, maps) for m in measures}, maps
 
     top_down = list(reversed(layers))
