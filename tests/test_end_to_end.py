@@ -76,10 +76,8 @@ def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_suite_real_accuracy_then_cached_rerun(tmp_path):
-    started = time.perf_counter()
     # generous limit: 12 real trainings take ~80 s alone on 2 cores, far more on a busy machine
     first = bench("run", "--suite", "smoke", "--no-progress", cwd=tmp_path, timeout=2400)
-    first_s = time.perf_counter() - started
     assert first.returncode == 0, first.stderr
     assert "12 run, 0 cache hits" in first.stderr and "12 trained" in first.stderr
 
@@ -89,12 +87,10 @@ def test_smoke_suite_real_accuracy_then_cached_rerun(tmp_path):
     assert cnn["mean"].iloc[0] >= 0.95
     assert (cells.query("metric == 'accuracy'")["mean"] > 0.9).all()
 
-    started = time.perf_counter()
+    # the cached rerun neither trains nor evaluates (no wall-clock assertion: it depends on the load)
     second = bench("run", "--suite", "smoke", "--no-progress", cwd=tmp_path)
-    second_s = time.perf_counter() - started
     assert second.returncode == 0, second.stderr
     assert "0 run, 12 cache hits" in second.stderr and "0 trained" in second.stderr
-    assert second_s < first_s / 10
 
     forced = bench("run", "--suite", "smoke", "--rerun", "--no-progress", cwd=tmp_path)
     assert "0 trained, 12 cache hits" in forced.stderr  # re-evaluated from cached weights
