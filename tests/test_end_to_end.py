@@ -87,7 +87,7 @@ def test_smoke_suite_real_accuracy_then_cached_rerun(tmp_path):
     assert cnn["mean"].iloc[0] >= 0.95
     assert (cells.query("metric == 'accuracy'")["mean"] > 0.9).all()
 
-    # the cached rerun neither trains nor evaluates (no wall-clock assertion: it depends on the load)
+    # the cached rerun neither trains nor evaluates (no wall-clock check: it varies with load)
     second = bench("run", "--suite", "smoke", "--no-progress", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "0 run, 12 cache hits" in second.stderr and "0 trained" in second.stderr

@@ -112,3 +112,51 @@ def test_evaluator_figures_are_drawn_from_stored_arrays(toy_registry, tmp_path):
     render.write(aggregate(plan, store), tmp_path / "leaderboards")
     assert png.read_bytes() == first
     assert not (target / "figures" / "stale.png").exists()
+
+
+def test_rank_table_ranks_by_each_direction_and_states_agreement():
+    import pandas as pd
+
+    from benchmark.leaderboard import Leaderboard
+    from benchmark.render.markdown import _rank_table
+
+    # four explainers, two metrics: "auc" (lower is better) and "score" (higher is better)
+    auc = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+    score = {"a": 0.9, "b": 0.7, "c": 0.8, "d": 0.1}  # order a, c, b, d
+    rows = [
+        {
+            "dataset": "ds",
+            "model": "m",
+            "debiaser": "none",
+            "explainer": e,
+            "evaluator": ev,
+            "metric": metric,
+            "direction": direction,
+            "mean": values[e],
+            "std": np.nan,
+            "n": 1,
+            "n_expected": 1,
+            "n_failed": 0,
+            "n_missing": 0,
+            "rank": np.nan,
+        }
+        for metric, direction, ev, values in (
+            ("auc", "lower", "x", auc),
+            ("score", "higher", "y", score),
+        )
+        for e in values
+    ]
+    board = Leaderboard(
+        "s", "s", "", pd.DataFrame(rows), {"ds": ("auc", "lower")}, pd.DataFrame(), pd.DataFrame()
+    )
+    lines = _rank_table(board, "ds", []).splitlines()
+    body = {line.split(" | ")[2]: line for line in lines if line.startswith("| m |")}
+    assert body["a"].endswith("| 1 | 1 |") and body["b"].endswith("| 2 | 3 |")
+    assert body["c"].endswith("| 3 | 2 |") and body["d"].endswith("| 4 | 4 |")
+    # one discordant pair (b, c) out of six: tau = (5 - 1) / 6
+    assert lines[-1].endswith(f"| +1.00 | {4 / 6:+.2f} |")
+    assert (
+        _rank_table(board, "ds", ["score"])
+        .splitlines()[2]
+        .startswith("| model | debiaser | explainer | auc ↓ | score ↑")
+    )

@@ -11,6 +11,7 @@ import json
 import math
 
 import pandas as pd
+from scipy.stats import kendalltau
 
 from benchmark.leaderboard import ROW_KINDS, Leaderboard
 
@@ -81,6 +82,56 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _rank_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
+    """Each row's rank under every shown metric, and how far each metric agrees with the primary.
+
+    Faithfulness metrics are known to disagree with one another (Tomsett et al. 2020, "Sanity
+    checks for saliency metrics"), so a single ranked column would hide the question a user
+    most needs answered: does the winner depend on the metric? Ranks are by mean (1 = best in
+    the metric's direction, ties share the lowest rank); the last row is Kendall's tau-b between
+    the metric's ranking and the primary one over the rows both rank (1: same order, -1:
+    reversed). Empty when there are fewer than three rows: no ranking to compare.
+    """
+    cells = lb.cells[lb.cells["dataset"] == dataset]
+    metric, _ = lb.primary[dataset]
+    columns = _columns(cells, wanted)
+    if metric in columns:
+        columns.remove(metric)
+    columns.insert(0, metric)
+    row_kinds = [k for k in ROW_KINDS if (cells[k] != "").any()]
+    means = cells.pivot_table(index=row_kinds, columns="metric", values="mean", dropna=False)
+    if len(means) < 3:
+        return ""
+    directions = dict(zip(cells["metric"], cells["direction"], strict=False))
+    ranks = pd.DataFrame(
+        {
+            m: means[m].rank(ascending=directions.get(m) == "lower", method="min")
+            for m in columns
+            if m in means
+        }
+    )
+    ranks = ranks.sort_values(metric, na_position="last")
+    header = [*row_kinds, *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in ranks)]
+    lines = [
+        f"Rank of each row by each metric (1 = best), and Kendall's τ with the **{metric}** "
+        "ranking:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for keys, row in ranks.iterrows():
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        shown = ("–" if math.isnan(r) else str(int(r)) for r in row)
+        lines.append("| " + " | ".join([*map(str, keys), *shown]) + " |")
+    taus = []
+    for m in ranks:
+        both = ranks[[metric, m]].dropna()
+        tau = kendalltau(both[metric], both[m]).statistic if len(both) >= 3 else math.nan
+        taus.append("–" if math.isnan(tau) else f"{tau:+.2f}")
+    lines.append("| " + " | ".join(["**τ**", *[""] * (len(row_kinds) - 1), *taus]) + " |")
+    return "\n".join(lines)
+
+
 def render(
     lb: Leaderboard,
     columns: list[str] | None = None,
@@ -104,6 +155,9 @@ def render(
     ]
     for dataset in lb.primary:
         parts += [_dataset_table(lb, dataset, columns or []), ""]
+        ranks = _rank_table(lb, dataset, columns or [])
+        if ranks:
+            parts += [ranks, ""]
     if figures or figure_errors:
         parts += ["## Figures", ""]
         for path in figures or []:
