@@ -1,8 +1,12 @@
-"""The built-in `explainability` suite plans every explainer against every evaluator."""
+"""The built-in `explainability` suite: its plan, and a miniature of it run end to end."""
+
+import pandas as pd
+import pytest
 
 from benchmark import planner
 from benchmark import suite as suite_module
 from benchmark.registry import Registry
+from tests.conftest import bench
 
 
 def test_builtin_suite_pairs_every_explainer_with_every_evaluator():
@@ -18,3 +22,50 @@ def test_builtin_suite_pairs_every_explainer_with_every_evaluator():
     }
     assert not plan.skipped  # seed-cnn provides everything every explainer needs
     assert len(plan.jobs) == len(explainers) * len(evaluators) * len(suite.model.seeds)
+
+
+MINI_SUITE = """\
+name: mini-explainability
+datasets:
+  - {name: mnist, params: {train_limit: 600, test_limit: 200}}
+models: [seed-cnn]
+debiasers:
+  - {name: none, params: {epochs: 2}}
+explainers: [gradient, grad-cam, random, sobel]
+evaluators:
+  - {name: roar, params: {thresholds: [50], retrain_seeds: 2}}
+  - {name: pixel-flipping, params: {n_images: 64}}
+  - {name: road, params: {n_images: 32, percentages: [20, 60]}}
+  - {name: quantus, label: sparseness, params: {metric: Sparseness, n_images: 32}}
+seeds: [0]
+leaderboard:
+  metric: pixel-flipping.auc
+  columns: [roar.auc, verdict, morf_auc, sparseness]
+"""
+
+
+@pytest.mark.slow
+def test_mini_explainability_suite_through_the_cli(tmp_path):
+    """The whole road a user takes: real training, retraining, four kinds of evaluator, the
+    leaderboard with its rank table and figures, then a rerun that retrains nothing."""
+    (tmp_path / "mini.yaml").write_text(MINI_SUITE)
+    first = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path, timeout=1800)
+    assert first.returncode == 0, first.stderr
+    assert "16 run" in first.stderr and "0 failed" in first.stderr
+
+    board = tmp_path / "leaderboards" / "mini-explainability"
+    cells = pd.read_csv(board / "results.csv")
+    assert cells["n_failed"].sum() == 0 and (cells["n"] == 1).all()
+    flipping = cells.query("metric == 'pixel-flipping.auc'").set_index("explainer")["mean"]
+    # the model's own gradient finds the pixels it needs; a random ranking does not
+    assert flipping["gradient"] < flipping["random"]
+    roar = cells.query("metric == 'roar.auc'").set_index("explainer")["mean"]
+    assert roar.between(0.0, 1.0).all() and len(roar) == 4
+    text = (board / "README.md").read_text()
+    assert "Kendall's τ" in text and "| sobel |" in text
+    figures = {p.name for p in (board / "figures").iterdir()}
+    assert any(name.startswith("roar-curves") for name in figures)
+    assert any(name.startswith("road-curves") for name in figures)
+
+    again = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0 and "0 trained" in again.stderr, again.stderr

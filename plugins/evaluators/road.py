@@ -51,7 +51,7 @@ Reference implementations: tleemann/road_evaluation ``road/imputations.py``
 3. One ``spsolve`` per image and percentage in a Python loop, noise from the global
    ``np.random`` state (an image's noise depends on what ran before it): about 8 images/s at
    its default 50 percentages and 47 at our 9 (MoRF only), against 200-230 images/s here
-   for MoRF and LeRF at 9 percentages, on 2 shared CPU cores
+   for MoRF and LeRF at 9 percentages (290 in the README's table), on 2 shared CPU cores
    (``tests/benchmarks/test_faithfulness_speed.py``).
 4. The ``a_size`` count uses ``a_batch[0, :, :].size``, i.e. ``C * H * W``, and indexes the
    flattened channels-first map: right for one-channel images only.
