@@ -16,6 +16,7 @@ from plugins.evaluators.model_randomisation import (
     evaluate_model_randomisation,
     randomisable_layers,
     reinitialise,
+    spec,
 )
 from plugins.models.seed_cnn import build_seed_cnn
 
@@ -123,6 +124,12 @@ def test_model_independent_control_fails_and_gradient_changes(trained):
     assert grad.arrays["layers"] == ["fc_layers.3", "fc_layers.0", "conv_layers.3", "conv_layers.0"]
     assert len(curves["cascading"]["ssim"]) == 4 and len(curves["independent"]["ssim"]) == 4
     assert len(grad.arrays["example_maps"]) == 5  # original + 4 cascade steps
+    # per-layer columns by depth from the logits, equal to the stored curves, directions declared
+    for depth in range(1, 5):
+        assert grad.metrics[f"ssim_cascade_{depth}"] == curves["cascading"]["ssim"][depth - 1]
+        assert grad.metrics[f"ssim_independent_{depth}"] == curves["independent"]["ssim"][depth - 1]
+    assert grad.metrics["spearman_cascade_4"] == grad.metrics["spearman_full"]
+    assert spec().directions["spearman_cascade_4"] == "lower"
     # the original model is not modified by the randomisation
     assert all(torch.equal(v, snapshot[k]) for k, v in trained[1].state_dict().items())
 

@@ -30,6 +30,12 @@ from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.predictions import predict_logits
 from plugins.evaluators.similarity import MEASURES, similarity
 
+MAX_LAYERS = 64
+"""Per-layer metrics are named by depth from the logits (``spearman_cascade_1``: only the top
+layer re-initialised; ``_2``: the top two; ...) so that one leaderboard column means the same
+depth for every explainer; the layer names are in the stored arrays (``layers``). Directions
+are declared up to this depth."""
+
 
 def randomisable_layers(model: nn.Module) -> list[str]:
     """Names of the modules that own parameters and know how to re-initialise them, in
@@ -130,8 +136,12 @@ def evaluate_model_randomisation(
         metrics[f"{m}_top"] = cascade_curve[0]
         metrics[f"{m}_full"] = cascade_curve[-1]
         metrics[f"{m}_cascade_mean"] = float(np.mean(cascade_curve))
+        for depth, value in enumerate(cascade_curve, start=1):
+            metrics[f"{m}_cascade_{depth}"] = value
         if "independent" in curves:
             metrics[f"{m}_independent_mean"] = float(np.mean(curves["independent"][m]))
+            for depth, value in enumerate(curves["independent"][m], start=1):
+                metrics[f"{m}_independent_{depth}"] = value
     metrics["verdict"] = float(metrics[f"{verdict_measure}_cascade_mean"] < threshold)
     arrays = {
         "layers": top_down,
@@ -194,6 +204,9 @@ def _directions() -> dict[str, str]:
     for m in MEASURES:
         for suffix in ("top", "full", "cascade_mean", "independent_mean"):
             directions[f"{m}_{suffix}"] = "lower"  # similar after randomisation = insensitive
+        for depth in range(1, MAX_LAYERS + 1):
+            directions[f"{m}_cascade_{depth}"] = "lower"
+            directions[f"{m}_independent_{depth}"] = "lower"
     return directions
 
 
