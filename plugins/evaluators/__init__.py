@@ -7,6 +7,7 @@ from collections.abc import Callable
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import EvaluatorSpec
 from plugins.evaluators import (
+    bam,
     completeness_soundness,
     data_randomisation,
     faithfulness,
@@ -35,6 +36,7 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
     register(model_randomisation.spec())
     register(data_randomisation.spec())
     register(completeness_soundness.spec())
+    register(bam.spec())
     for spec in faithfulness.specs():
         register(spec)
     register(road.spec())
