@@ -30,21 +30,23 @@ def _cell(row: pd.Series) -> str:
     return " ".join(parts) or "—"
 
 
-def _columns(cells: pd.DataFrame, wanted: list[str]) -> list[str]:
+def _columns(cells: pd.DataFrame, wanted: list[str], primary: str) -> list[str]:
+    """The metrics shown, in order: the primary one first, then ``wanted`` (default: all)."""
     metrics = list(dict.fromkeys(cells["metric"]))
-    if wanted:
-        return [m for m in wanted if m in metrics]
-    return metrics
+    columns = [m for m in wanted if m in metrics] if wanted else metrics
+    return [primary, *(m for m in columns if m != primary)]
+
+
+def _row_kinds(cells: pd.DataFrame) -> list[str]:
+    """The row-identifying kinds this dataset's table uses (those that are not all empty)."""
+    return [k for k in ROW_KINDS if (cells[k] != "").any()]
 
 
 def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     cells = lb.cells[lb.cells["dataset"] == dataset]
     metric, direction = lb.primary[dataset]
-    columns = _columns(cells, wanted)
-    if metric in columns:
-        columns.remove(metric)
-    columns.insert(0, metric)
-    row_kinds = [k for k in ROW_KINDS if (cells[k] != "").any()]
+    columns = _columns(cells, wanted, metric)
+    row_kinds = _row_kinds(cells)
     directions = dict(zip(cells["metric"], cells["direction"], strict=False))
 
     rows = []
@@ -94,13 +96,10 @@ def _rank_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     """
     cells = lb.cells[lb.cells["dataset"] == dataset]
     metric, _ = lb.primary[dataset]
-    columns = _columns(cells, wanted)
-    if metric in columns:
-        columns.remove(metric)
-    columns.insert(0, metric)
-    row_kinds = [k for k in ROW_KINDS if (cells[k] != "").any()]
+    columns = _columns(cells, wanted, metric)
+    row_kinds = _row_kinds(cells)
     means = cells.pivot_table(index=row_kinds, columns="metric", values="mean", dropna=False)
-    if len(means) < 3:
+    if len(means) < 3 or metric not in means:
         return ""
     directions = dict(zip(cells["metric"], cells["direction"], strict=False))
     ranks = pd.DataFrame(
