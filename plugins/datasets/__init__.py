@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import DatasetSpec
+from plugins.datasets.bam_mnist import load_bam_mnist
 from plugins.datasets.digits import load_digits
 from plugins.datasets.mnist import load_mnist
 
@@ -32,5 +33,16 @@ def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             description="scikit-learn's 1,797 real 8x8 digits, fixed stratified 1,437/360 split",
             params=_LIMITS,
             provides=frozenset({"images"}),
+        )
+    )
+    register(
+        DatasetSpec(
+            name="bam-mnist",
+            factory=load_bam_mnist,
+            version="1",
+            description="BAM-style: the MNIST digits pasted on 10 procedural scene textures, "
+            "object and scene labels, object masks, scene-only twins (Yang & Kim 2019)",
+            params={"label": "object", "size": 32, "copies": 2, **_LIMITS},
+            provides=frozenset({"images", "bam", "object_mask"}),
         )
     )

@@ -24,22 +24,36 @@ def stratified_split(
     return train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
 
 
+def subset_indices(y: np.ndarray, limit: int | None, name: str) -> np.ndarray:
+    """Row indices of the stratified subset of ``limit`` samples (all rows when ``None``).
+
+    The same rows on every call, and the same rows ``to_split`` keeps, so datasets that carry
+    extra per-sample arrays can cut them alike.
+    """
+    if limit is None:
+        return np.arange(len(y))
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"{name}: limit must be a positive integer, got {limit!r}")
+    n_classes = len(np.unique(y))
+    if limit < n_classes:
+        raise ValueError(f"{name}: limit {limit} is below the number of classes {n_classes}")
+    if limit > len(y):
+        raise ValueError(f"{name}: limit {limit} exceeds the {len(y)} images of the split")
+    if limit == len(y):
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    kept, _ = train_test_split(
+        np.arange(len(y)), train_size=limit, stratify=y, random_state=SPLIT_SEED
+    )
+    return kept
+
+
 def to_split(x: np.ndarray, y: np.ndarray, limit: int | None, name: str) -> Split:
     """Tensors for one split, optionally cut to a stratified subset of ``limit`` samples."""
-    if limit is not None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"{name}: limit must be a positive integer, got {limit!r}")
-        n_classes = len(np.unique(y))
-        if limit < n_classes:
-            raise ValueError(f"{name}: limit {limit} is below the number of classes {n_classes}")
-        if limit > len(y):
-            raise ValueError(f"{name}: limit {limit} exceeds the {len(y)} images of the split")
-        if limit < len(y):
-            from sklearn.model_selection import train_test_split
-
-            x, _, y, _ = train_test_split(
-                x, y, train_size=limit, stratify=y, random_state=SPLIT_SEED
-            )
+    keep = subset_indices(y, limit, name)
+    if len(keep) < len(y):
+        x, y = x[keep], y[keep]
     images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return Split(x=images, y=torch.from_numpy(np.asarray(y, dtype=np.int64)))
 
