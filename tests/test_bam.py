@@ -104,3 +104,86 @@ def test_spec_declares_bam_requirements_and_directions():
     bam = spec()
     assert {"explainer", "bam"} <= bam.requires
     assert bam.directions["mcs"] == bam.directions["idr"] == bam.directions["iir"] == "higher"
+
+
+@pytest.fixture(scope="module")
+def bam_context_parts():
+    from plugins.datasets.bam_mnist import load_bam_mnist
+    from plugins.debiasers.erm import train_erm
+    from plugins.models.seed_cnn import build_seed_cnn
+
+    data = load_bam_mnist(test_limit=200)
+    trained_splits = []
+
+    def train(split, *, seed):  # what the runner's cached trainer does, uncached
+        trained_splits.append(split)
+        torch.manual_seed(seed)
+        model = build_seed_cnn(10, data.input_shape)
+        return train_erm(model, split, seed=seed, epochs=8, lr=0.001, optimizer="adam")
+
+    model = train(data.train, seed=0)
+    trained_splits.clear()
+    return data, model, train, trained_splits
+
+
+def run_bam(parts, explain, **params):
+    from benchmark.specs import EvaluationContext, ModelSpec
+    from plugins.evaluators.bam import evaluate_bam
+    from plugins.models.seed_cnn import build_seed_cnn
+
+    data, model, train, _ = parts
+    context = EvaluationContext(
+        dataset=data,
+        model=model,
+        model_spec=ModelSpec("seed-cnn", build_seed_cnn),
+        seed=0,
+        train=train,
+        explain=explain,
+    )
+    return evaluate_bam(context, n_images=200, patch_steps=30, **params)
+
+
+@pytest.mark.slow
+def test_bam_on_bam_mnist_controls_and_a_real_explainer(bam_context_parts):
+    from plugins.explainers.controls import random_attributions, sobel
+
+    def gradient(model, x, target):
+        x = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            model(x).gather(1, target[:, None]).sum().backward()
+        return x.grad.detach()
+
+    noise = run_bam(bam_context_parts, random_attributions)
+    # the object model is the job's model (object labels); scene and scene-only are trained
+    trained = bam_context_parts[3]
+    assert len(trained) == 2 and all(not s.extras for s in trained)
+    assert torch.equal(trained[0].y, bam_context_parts[0].train.extras["scene_labels"])
+    assert torch.equal(trained[1].x, bam_context_parts[0].train.extras["scene_only"])
+    m = noise.metrics
+    assert m["object_model_accuracy"] > 0.2 and m["scene_model_accuracy"] > 0.5  # chance 0.1
+    assert m["n_mcs"] > 10 and m["n_idr"] > 20 and m["n_iir"] > 0
+    assert m["mcs"] == 0.0  # a map that ignores the model cannot tell the models apart
+    edges = run_bam(bam_context_parts, sobel).metrics
+    assert edges["mcs"] == 0.0
+    # noise maps drawn afresh for the twin: higher without the object about half the time
+    assert 0.3 < m["idr"] < 0.7
+    grad = run_bam(bam_context_parts, gradient).metrics
+    assert grad["mcs"] > 0.05  # the object model's gradient concentrates on the digit
+    assert 0.0 <= grad["idr"] <= 1.0 and 0.0 <= grad["iir"] <= 1.0
+    assert grad["patch_logit_change"] < 1.0
+
+
+def test_bam_refuses_a_dataset_without_bam_metadata(bam_context_parts):
+    import dataclasses
+
+    from benchmark.specs import EvaluationContext, ModelSpec
+    from plugins.evaluators.bam import evaluate_bam
+    from plugins.models.seed_cnn import build_seed_cnn
+
+    data, model, train, _ = bam_context_parts
+    plain = dataclasses.replace(data, train=dataclasses.replace(data.train, extras={}))
+    context = EvaluationContext(
+        plain, model, ModelSpec("seed-cnn", build_seed_cnn), 0, train, lambda m, x, t: x
+    )
+    with pytest.raises(ValueError, match="train split has no object_labels"):
+        evaluate_bam(context)

@@ -11,16 +11,17 @@ small rotation and two contrasting colours, so that colour alone does not give t
 
 As in BAM, an object is scaled to between 1/3 and 1/2 of the image side and placed at a random
 position fully inside it; it is composited with its intensity as alpha in a random saturated
-colour, over a dark rim one pixel wide, on textures kept to mid-tones, so that it stands out
-from the scene as a photographed object does (without these, seed-cnn stayed at chance on the
-object labels). Each image comes with its object label, scene label, object mask (alpha > 0.5) and its
-scene-only twin (the same texture without the object). Object and scene are balanced: the
-i-th image of digit d in a split gets scene (i + d) mod 10, so every (object, scene) pair
-occurs equally often (+-1) and neither label predicts the other.
+colour, over a dark rim one pixel wide, so that it stands out from the texture as a
+photographed object does (without the rim seed-cnn stayed at chance on the object labels).
+Each image comes with its object label, scene label, object mask (alpha > 0.5; the rim is
+not part of the object) and its scene-only twin (the same texture without object or rim).
+Object and scene are balanced: copy c of the i-th image of digit d in a split gets scene
+(i + d + c) mod 10, so every (object, scene) pair occurs equally often (+-1) and neither label
+predicts the other.
 
-The digits keep the fixed stratified 4,000 / 1,000 split of ``mnist`` (each pasted onto
-``copies`` scenes); ``*_limit`` takes the
-same stratified subsets (by object label). Everything is deterministic from fixed seeds.
+The digits keep the fixed stratified 4,000 / 1,000 split of ``mnist``, each pasted onto
+``copies`` scenes; ``*_limit`` takes stratified subsets (by object label) of the result.
+Everything is deterministic from fixed seeds.
 """
 
 from __future__ import annotations
@@ -144,7 +145,6 @@ def compose(
     field = _scalar_fields(scene, size, gen)
     first = torch.rand(n, 3, generator=gen)
     second = (first + 0.35 + 0.3 * torch.rand(n, 3, generator=gen)) % 1  # 0.35-0.65 apart
-    first, second = 0.25 + 0.5 * first, 0.25 + 0.5 * second  # mid-tones: the object stands out
     twin = first[:, :, None, None] * field[:, None] + second[:, :, None, None] * (
         1 - field[:, None]
     )

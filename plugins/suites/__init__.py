@@ -10,6 +10,7 @@ from benchmark.specs import SuiteSpec
 SUITES = {
     "smoke": "Real training on real MNIST and scikit-learn digits: the first end-to-end slice.",
     "explainability": "Every explainer x ROAR/KAR, ROAD, perturbation and Quantus metrics (MNIST).",
+    "sanity": "Every explainer x sanity checks, completeness/soundness and BAM (bam-mnist).",
 }
 
 
