@@ -124,7 +124,10 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     for dataset in plan.suite.components["dataset"]:
         metric = definition.metric_by_dataset.get(dataset.label, definition.metric)
         declared = cells.loc[cells["metric"] == metric, "direction"]
-        direction = definition.direction or (declared.iloc[0] if len(declared) else "higher")
+        # the suite's ``direction`` belongs to its ``metric``; a per-dataset metric keeps the
+        # direction its evaluator declares
+        stated = definition.direction if metric == definition.metric else None
+        direction = stated or (declared.iloc[0] if len(declared) else "higher")
         primary[dataset.label] = (metric, direction)
     cells["rank"] = _rank(cells, primary)
 

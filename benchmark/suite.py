@@ -81,7 +81,8 @@ class LeaderboardDef(_Strict):
     metric: str
     """Primary metric that ranks rows (a metric name an evaluator returns)."""
     direction: Literal["higher", "lower"] | None = None
-    """Which way is better; default: what the evaluator declares for the metric."""
+    """Which way is better for ``metric``; default: what the evaluator declares for it. A
+    ``metric_by_dataset`` metric always takes its evaluator's direction."""
     metric_by_dataset: dict[str, str] = Field(default_factory=dict)
     """Per-dataset primary metric, where one metric does not fit every dataset."""
     columns: list[str] = Field(default_factory=list)

@@ -160,3 +160,20 @@ def test_rank_table_ranks_by_each_direction_and_states_agreement():
         .splitlines()[2]
         .startswith("| model | debiaser | explainer | auc ↓ | score ↑")
     )
+
+
+def test_a_per_dataset_metric_keeps_its_own_direction(toy_registry, tmp_path):
+    text = SUITE.replace("datasets: [toy-bars]", "datasets: [toy-bars, {name: toy-bars, label: b}]")
+    text = text.replace(
+        "evaluators: [toy-accuracy, toy-explode]", "evaluators: [toy-accuracy, toy-curve]"
+    )
+    text = text.replace(
+        "leaderboard: {metric: accuracy}",
+        "leaderboard: {metric: first, direction: lower, metric_by_dataset: {b: accuracy}}",
+    )
+    plan, store = run_suite(toy_registry, tmp_path, text)
+    board = aggregate(plan, store)
+    assert board.primary == {"toy-bars": ("first", "lower"), "b": ("accuracy", "higher")}
+    ranks = board.cells.query("metric == 'accuracy'").set_index(["dataset", "debiaser"])["rank"]
+    assert ranks[("b", "long")] == 1 and ranks[("b", "short")] == 2  # better accuracy first
+    assert ranks[("toy-bars", "short")] == 1  # the suite asked for lower 'first' there
