@@ -267,7 +267,7 @@ def plot_bam(results: Any) -> dict[str, Any]:
         axes[0].set_yticks(range(len(explainers)), explainers, fontsize=7)
         fig.suptitle(f"BAM relative importance: {dataset} / {model} / {debiaser}", fontsize=9)
         fig.tight_layout()
-        figures[f"bam-{dataset}-{model}-{debiaser}"] = fig
+        figures[f"scores-{dataset}-{model}-{debiaser}"] = fig
     return figures
 
 

@@ -167,8 +167,9 @@ def plot_randomisation(results: Any) -> dict[str, Any]:
         grid, axes = plt.subplots(
             len(first),
             len(layers) + 1,
-            figsize=(1.3 * (len(layers) + 1), 1.3 * len(first)),
+            figsize=(1.3 * (len(layers) + 1), 1.3 * len(first) + 0.4),
             squeeze=False,
+            layout="constrained",
         )
         for r, (_, row) in enumerate(first.iterrows()):
             for c, heat in enumerate(row["arrays"]["example_maps"]):
