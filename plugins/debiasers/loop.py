@@ -1,0 +1,135 @@
+"""The one mini-batch training loop every built-in debiaser runs.
+
+Debiasers differ in *what* a step minimises (a reweighted loss, a worst-group loss, an extra
+regulariser on the bottleneck), not in how batches are drawn, how the optimiser is built or how
+the model is put back in eval mode. Writing that loop once keeps the eleven debiasers short,
+comparable (same batches for the same seed, same optimiser defaults) and fast: batches are drawn
+by indexing the in-memory tensors with a seeded permutation instead of a ``DataLoader``.
+
+A debiaser passes ``step(batch) -> loss``; the loop does zero_grad / backward / optimiser step.
+``Batch.index`` holds the rows of the training split in the batch, so debiasers that keep
+per-sample state (LfF's loss EMAs, JTT's error set, online weights) can address it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.specs import Split
+
+OPTIMIZERS = ("sgd", "adam")
+
+TRAINING_PARAMS: dict[str, object] = {
+    "optimizer": "adam",
+    "lr": 0.001,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "epochs": 5,
+    "batch_size": 64,
+}
+"""Defaults shared by the fairness debiasers; a suite may override any of them per debiaser."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One mini-batch of the training split, with the rows it came from."""
+
+    index: torch.Tensor
+    """``int64 (B,)`` rows of the training split."""
+    x: torch.Tensor
+    y: torch.Tensor
+    groups: torch.Tensor | None
+    """Group labels of the rows; ``None`` for debiasers that must not read them."""
+    epoch: int
+    step: int
+    """Global step count, from 0."""
+
+
+def make_optimizer(
+    parameters: Iterable[nn.Parameter],
+    optimizer: str,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam: the two optimisers the source reports use."""
+    parameters = list(parameters)
+    if optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+
+
+def check_training_params(epochs: int, batch_size: int, lr: float) -> None:
+    """Clear errors for the parameters every debiaser shares."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+
+
+def train_loop(
+    model: nn.Module,
+    data: Split,
+    step: Callable[[Batch], torch.Tensor],
+    *,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    optimizer: str = "adam",
+    lr: float = 0.001,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    parameters: Iterable[nn.Parameter] | None = None,
+    use_groups: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> nn.Module:
+    """Train ``model`` in place by minimising ``step(batch)``; return it in eval mode.
+
+    ``parameters`` defaults to the model's; pass more (an auxiliary head) to optimise them
+    jointly. ``use_groups`` is the only way a batch carries group labels, so an unsupervised
+    debiaser that leaves it ``False`` provably never sees them. The batch order depends only on
+    ``seed`` and the split size.
+    """
+    check_training_params(epochs, batch_size, lr)
+    if use_groups and data.groups is None:
+        raise ValueError("this debiaser needs group labels, but the training split has none")
+    opt = make_optimizer(
+        model.parameters() if parameters is None else parameters,
+        optimizer,
+        lr,
+        momentum,
+        weight_decay,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout masks and any randomness inside step()
+    n = len(data)
+    count = 0
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            batch = Batch(
+                index=rows,
+                x=data.x[rows],
+                y=data.y[rows],
+                groups=data.groups[rows] if use_groups else None,
+                epoch=epoch,
+                step=count,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss = step(batch)
+            loss.backward()
+            opt.step()
+            count += 1
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    return model.eval()
