@@ -27,13 +27,16 @@ def rows(x: torch.Tensor) -> set[bytes]:
 
 def test_both_datasets_are_registered_with_limit_params_and_the_images_tag():
     specs = registered()
-    assert set(specs) == {"mnist", "digits", "bam-mnist"}  # bam-mnist: tests/test_bam_mnist.py
+    # bam-mnist: tests/test_bam_mnist.py; colored-mnist: tests/test_colored_mnist.py
+    assert set(specs) == {"mnist", "digits", "bam-mnist", "colored-mnist"}
     for name, spec in specs.items():
         if name not in DATASETS:
             continue
         assert spec.factory is DATASETS[name][0]
         assert dict(spec.params) == {"train_limit": None, "test_limit": None}
-        assert spec.provides == {"images"} and spec.requires == frozenset()
+        # mnist's groups are its classes (the class-wise bias view of the fairness suite)
+        tags = {"images", "groups"} if name == "mnist" else {"images"}
+        assert spec.provides == tags and spec.requires == frozenset()
         assert spec.version and spec.description
 
 
@@ -53,7 +56,11 @@ def test_images_labels_and_split_sizes(name):
         raw = split.x.double() * raw_max
         assert torch.allclose(raw, raw.round(), atol=1e-4)
         assert split.y.min() == 0 and split.y.max() == 9
-        assert split.groups is None and not split.extras
+        if name == "mnist":
+            assert torch.equal(split.groups, split.y) and split.groups is not split.y
+        else:
+            assert split.groups is None
+        assert not split.extras
 
 
 def test_mnist_split_is_exactly_stratified():

