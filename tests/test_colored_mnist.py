@@ -22,7 +22,7 @@ def test_registered_through_the_real_entry_points():
     assert spec.factory is load_colored_mnist
     assert spec.plugin == "builtin_datasets" and spec.version == "1" and spec.description
     assert dict(spec.params) == {"rho": 0.99, "seed": 0, "train_limit": None, "test_limit": None}
-    assert spec.provides == {"images", "groups"} and spec.requires == frozenset()
+    assert spec.provides == {"images", "groups", "bias_attribute"} and spec.requires == frozenset()
     plain = registry.get("dataset", "mnist")
     assert plain.provides == {"images", "groups"} and plain.version == "1"
 

@@ -56,6 +56,6 @@ def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             description="Biased-MNIST (ReBias, Bahng et al. 2020): mnist's digits on a class "
             "colour for a fraction rho of each training class, unbiased test; groups = colour",
             params={"rho": 0.99, "seed": 0, **_LIMITS},
-            provides=frozenset({"images", "groups"}),
+            provides=frozenset({"images", "groups", "bias_attribute"}),
         )
     )

@@ -1,4 +1,10 @@
-"""Built-in debiasers (training procedures)."""
+"""Built-in debiasers (training procedures): ERM and ten ways to fight a spurious correlation.
+
+Each debiaser module exposes ``spec()``; this module only registers them, so adding one is a
+new module plus one line here. Supervised debiasers (``reweight``, ``group-dro``, ``end``,
+``irene``) require ``groups``; unsupervised ones (``lff``, ``jtt``, ``bottleneck-reweight``)
+never read them, which ``tests/test_debiasers_unsupervised.py`` checks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,32 @@ from collections.abc import Callable
 
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import DebiaserSpec
+from plugins.debiasers import (
+    augment,
+    bottleneck_reweight,
+    end,
+    group_dro,
+    irene,
+    jtt,
+    lff,
+    mtl_heads,
+    padain,
+    reweight,
+)
 from plugins.debiasers.erm import train_erm
+
+MODULES = (
+    augment,
+    padain,
+    mtl_heads,
+    reweight,
+    group_dro,
+    end,
+    irene,
+    lff,
+    jtt,
+    bottleneck_reweight,
+)
 
 
 @hookimpl
@@ -27,3 +58,5 @@ def bench_register_debiasers(register: Callable[[DebiaserSpec], None]) -> None:
             },
         )
     )
+    for module in MODULES:
+        register(module.spec())
