@@ -448,22 +448,24 @@ def test_figures_draw_seed_averaged_confusion_and_roc_per_combination():
                 }
             )
     figures = plot_fairness(pd.DataFrame(stored))
-    assert set(figures) == {
-        "confusion-toy-lookup-none",
-        "roc-toy-lookup-none",
-        "confusion-toy-lookup-mtl-heads",
-        "roc-toy-lookup-mtl-heads",
-    }
+    # one confusion and one ROC figure per (dataset, model), a row / panel per debiaser
+    assert set(figures) == {"confusion-toy-lookup", "roc-toy-lookup"}
     assert all(isinstance(f, Figure) for f in figures.values())
+    panels = figures["confusion-toy-lookup"].axes  # row-major: none (conf, cells), mtl-heads ...
+    assert len(panels) == 4
     # "none": counts summed over the two seeds, then normalised by row
-    shown = figures["confusion-toy-lookup-none"].axes[0].images[0].get_array()
+    shown = panels[0].images[0].get_array()
     summed = np.array([[2, 2, 0], [0, 2, 2], [1, 1, 2]]) + 4 * np.eye(3)
     assert np.allclose(shown, summed / summed.sum(1, keepdims=True))
     # the cell panel averages the seeds: cell (1, 2) is 0 then 1
-    cells = figures["confusion-toy-lookup-none"].axes[1].images[0].get_array()
+    cells = panels[1].images[0].get_array()
     assert cells[1, 2] == pytest.approx(0.5) and np.ma.is_masked(cells[0, 2])
-    roc_lines = figures["roc-toy-lookup-none"].axes[0].get_lines()
-    assert len(roc_lines) == 4  # three classes and the chance diagonal
+    # mtl-heads (seed 0 only): its own confusion matrix
+    mtl = np.array([[2, 2, 0], [0, 2, 2], [1, 1, 2]], dtype=float)
+    assert np.allclose(panels[2].images[0].get_array(), mtl / mtl.sum(1, keepdims=True))
+    roc_axes = [a for a in figures["roc-toy-lookup"].axes if a.get_visible()]
+    assert [a.get_title().split(" (")[0] for a in roc_axes] == ["none", "mtl-heads"]
+    assert len(roc_axes[0].get_lines()) == 4  # three classes and the chance diagonal
     import matplotlib.pyplot as plt
 
     for figure in figures.values():

@@ -337,67 +337,93 @@ def _mean_curve(curves: list[list[float] | None]) -> np.ndarray | None:
     return np.mean(defined, axis=0) if defined else None
 
 
+def _seed_average(arrays: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Row-normalised confusion matrix (counts summed over seeds) and the mean accuracy of each
+    (class, group) cell over the seeds where the cell is non-empty (NaN where it never is)."""
+    counts = np.sum([np.asarray(a["confusion_matrix"], dtype=float) for a in arrays], axis=0)
+    normalised = _ratio(counts, counts.sum(axis=1, keepdims=True))
+    stacked = np.asarray(
+        [[[np.nan if v is None else v for v in r] for r in a["cell_accuracy"]] for a in arrays],
+        dtype=float,
+    )
+    filled = ~np.isnan(stacked)
+    cell = _ratio(np.where(filled, stacked, 0.0).sum(axis=0), filled.sum(axis=0))
+    return normalised, cell
+
+
 def plot_fairness(results: Any) -> dict[str, Any]:
-    """Per (dataset, model, debiaser): the row-normalised confusion matrix (counts summed over
-    seeds, i.e. the seed average) beside the mean (class, group) cell accuracy, and the
-    one-vs-rest ROC curve of every class (TPR averaged over seeds on the stored FPR grid)."""
+    """Per (dataset, model), two figures that compare every debiaser at a glance:
+
+    * ``confusion-<dataset>-<model>``: one row per debiaser, the row-normalised confusion matrix
+      (counts summed over seeds, i.e. the seed average) beside the mean accuracy of each
+      (class, group) cell: on colored-mnist a biased model is bright on the diagonal cells
+      (bias-aligned) and dark elsewhere;
+    * ``roc-<dataset>-<model>``: one panel per debiaser, the one-vs-rest ROC curve of every class
+      (TPR averaged over seeds on the stored FPR grid).
+
+    One figure per (dataset, model) rather than per debiaser keeps a full leaderboard at a few
+    dozen files. Debiasers appear in the order of the stored rows (the suite's order).
+    """
     import matplotlib.pyplot as plt
 
     figures: dict[str, Any] = {}
-    for (dataset, model, debiaser), rows in results.groupby(["dataset", "model", "debiaser"]):
-        arrays = list(rows["arrays"])
-        title = f"{dataset} / {model} / {debiaser} ({len(arrays)} seed(s))"
+    for (dataset, model), rows in results.groupby(["dataset", "model"], sort=False):
+        debiasers = list(dict.fromkeys(rows["debiaser"]))
+        per_debiaser = {d: list(rows.loc[rows["debiaser"] == d, "arrays"]) for d in debiasers}
+        n = len(debiasers)
 
-        counts = np.sum([np.asarray(a["confusion_matrix"], dtype=float) for a in arrays], axis=0)
-        normalised = _ratio(counts, counts.sum(axis=1, keepdims=True))
-        stacked = np.asarray(
-            [[[np.nan if v is None else v for v in r] for r in a["cell_accuracy"]] for a in arrays],
-            dtype=float,
+        figure, axes = plt.subplots(
+            n, 2, figsize=(7.5, 3.2 * n + 0.6), squeeze=False, layout="constrained"
         )
-        filled = ~np.isnan(stacked)
-        cell = _ratio(np.where(filled, stacked, 0.0).sum(axis=0), filled.sum(axis=0))
+        for r, debiaser in enumerate(debiasers):
+            arrays = per_debiaser[debiaser]
+            normalised, cell = _seed_average(arrays)
+            left, right = axes[r]
+            left.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+            right.imshow(np.ma.masked_invalid(cell), cmap="viridis", vmin=0, vmax=1)
+            ticks = range(len(normalised))
+            for axis in (left, right):
+                axis.set_yticks(ticks, [str(t) for t in ticks], fontsize=6)
+                axis.set_ylabel(f"{debiaser}\ntrue class", fontsize=8)
+            left.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+            group_values = arrays[0]["group_values"]
+            right.set_xticks(range(len(group_values)), [str(v) for v in group_values], fontsize=6)
+            if r == 0:
+                left.set_title("confusion matrix (row-normalised)", fontsize=8)
+                right.set_title("accuracy per (class, group) cell; blank = empty", fontsize=8)
+            if r == n - 1:
+                left.set_xlabel("predicted class", fontsize=8)
+                right.set_xlabel("group (Split.groups)", fontsize=8)
+        figure.suptitle(f"Fairness: {dataset} / {model} (seed average)", fontsize=10)
+        figures[f"confusion-{dataset}-{model}"] = figure
 
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
-        image = left.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-        ticks = range(len(normalised))
-        left.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
-        left.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
-        right.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
-        left.set_xlabel("predicted class")
-        left.set_ylabel("true class")
-        left.set_title("confusion matrix (row-normalised)", fontsize=9)
-        if len(normalised) <= 12:
-            for (r, c), v in np.ndenumerate(normalised):
-                if not np.isnan(v):
-                    colour = "white" if v > 0.6 else "black"
-                    left.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color=colour)
-        figure.colorbar(image, ax=left, shrink=0.8)
-        image = right.imshow(np.ma.masked_invalid(cell), cmap="viridis", vmin=0, vmax=1)
-        group_values = arrays[0]["group_values"]
-        right.set_xticks(range(len(group_values)), [str(v) for v in group_values], fontsize=7)
-        right.set_xlabel("group (Split.groups)")
-        right.set_ylabel("true class")
-        right.set_title("accuracy per (class, group) cell; blank = empty", fontsize=9)
-        figure.colorbar(image, ax=right, shrink=0.8)
-        figure.suptitle(f"Fairness: {title}", fontsize=10)
-        figures[f"confusion-{dataset}-{model}-{debiaser}"] = figure
-
-        roc, axis = plt.subplots(figsize=(6.5, 5))
-        grid = np.asarray(arrays[0]["roc_fpr"])
+        columns = min(n, 4)
+        roc, axes = plt.subplots(
+            -(-n // columns),
+            columns,
+            figsize=(3.4 * columns, 3.2 * -(-n // columns) + 0.6),
+            squeeze=False,
+            layout="constrained",
+        )
         colours = plt.get_cmap("tab10")
-        for c in range(len(arrays[0]["roc_tpr"])):
-            mean = _mean_curve([a["roc_tpr"][c] for a in arrays])
-            if mean is not None:
-                auroc = [a["auroc"][c] for a in arrays if a["auroc"][c] is not None]
-                label = f"class {c} (AUROC {np.mean(auroc):.3f})"
-                axis.step(grid, mean, where="post", color=colours(c % 10), label=label)
-        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
-        axis.set_xlabel("false positive rate")
-        axis.set_ylabel("true positive rate")
-        axis.set_title(f"One-vs-rest ROC: {title}", fontsize=9)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
-        figures[f"roc-{dataset}-{model}-{debiaser}"] = roc
+        for axis, debiaser in zip(axes.flat, debiasers, strict=False):
+            arrays = per_debiaser[debiaser]
+            grid = np.asarray(arrays[0]["roc_fpr"])
+            for c in range(len(arrays[0]["roc_tpr"])):
+                mean = _mean_curve([a["roc_tpr"][c] for a in arrays])
+                if mean is not None:
+                    axis.step(grid, mean, where="post", color=colours(c % 10), linewidth=1)
+            axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+            auroc = [v for a in arrays for v in a["auroc"] if v is not None]
+            axis.set_title(f"{debiaser} (mean AUROC {np.mean(auroc):.3f})", fontsize=8)
+            axis.tick_params(labelsize=6)
+            axis.grid(alpha=0.3)
+        for axis in list(axes.flat)[n:]:
+            axis.set_visible(False)
+        roc.supxlabel("false positive rate", fontsize=8)
+        roc.supylabel("true positive rate (one line per class)", fontsize=8)
+        roc.suptitle(f"One-vs-rest ROC: {dataset} / {model} (seed average)", fontsize=10)
+        figures[f"roc-{dataset}-{model}"] = roc
     return figures
 
 
