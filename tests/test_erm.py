@@ -46,8 +46,8 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def test_registered_as_none_with_the_function_defaults():
     specs: list[DebiaserSpec] = []
     debiasers_plugin.bench_register_debiasers(register=specs.append)
-    (spec,) = specs
-    assert spec.name == "none" and spec.factory is train_erm
+    (spec,) = [s for s in specs if s.name == "none"]  # the other debiasers: their own tests
+    assert spec.factory is train_erm
     assert spec.requires == frozenset() and spec.prepare is None
     defaults = {
         name: p.default
