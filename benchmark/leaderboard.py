@@ -43,6 +43,8 @@ class Leaderboard:
     figure_inputs: dict[str, tuple[EvaluatorSpec, pd.DataFrame]] = field(default_factory=dict)
     """Per evaluator label that draws figures: its spec and one row per successful job
     (component labels, seed, stored ``arrays``), the input of ``EvaluatorSpec.figures``."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Column header per metric (the suite's ``leaderboard.labels``)."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -147,6 +149,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         failures,
         runs,
         figure_inputs,
+        dict(definition.labels),
     )
 
 

@@ -87,6 +87,9 @@ class LeaderboardDef(_Strict):
     """Per-dataset primary metric, where one metric does not fit every dataset."""
     columns: list[str] = Field(default_factory=list)
     """Metrics to show, in order; default: every scalar metric of the suite's evaluators."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Column header per metric, where the name alone would hide how the value was computed
+    (``degree_of_bias: "degree_of_bias (std, ddof=0)"``); the metric name stays the key."""
 
 
 class SuiteModel(_Strict):

@@ -177,3 +177,17 @@ def test_a_per_dataset_metric_keeps_its_own_direction(toy_registry, tmp_path):
     ranks = board.cells.query("metric == 'accuracy'").set_index(["dataset", "debiaser"])["rank"]
     assert ranks[("b", "long")] == 1 and ranks[("b", "short")] == 2  # better accuracy first
     assert ranks[("toy-bars", "short")] == 1  # the suite asked for lower 'first' there
+
+
+def test_labels_replace_column_headers_but_not_metric_names(toy_registry, tmp_path):
+    text = SUITE.replace(
+        "leaderboard: {metric: accuracy}",
+        "leaderboard: {metric: accuracy, labels: {accuracy: 'accuracy (test split)'}}",
+    )
+    plan, store = run_suite(toy_registry, tmp_path, text)
+    board = aggregate(plan, store)
+    assert board.labels == {"accuracy": "accuracy (test split)"}
+    page = render.markdown.render(board)
+    assert "| accuracy (test split) ↑ |" in page  # the header states how it was computed
+    assert "Ranked by **accuracy**" in page  # the metric keeps its name
+    assert set(board.cells["metric"]) >= {"accuracy"}

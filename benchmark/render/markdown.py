@@ -68,7 +68,7 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     header = [
         "rank",
         *row_kinds,
-        *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns),
+        *(f"{lb.labels.get(m, m)} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns),
     ]
     lines = [
         f"### {dataset}",
@@ -110,7 +110,10 @@ def _rank_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
         }
     )
     ranks = ranks.sort_values(metric, na_position="last")
-    header = [*row_kinds, *(f"{m} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in ranks)]
+    header = [
+        *row_kinds,
+        *(f"{lb.labels.get(m, m)} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in ranks),
+    ]
     lines = [
         f"Rank of each row by each metric (1 = best), and Kendall's τ with the **{metric}** "
         "ranking:",
