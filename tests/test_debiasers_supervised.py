@@ -1,4 +1,4 @@
-"""Debiasers ``augment``, ``padain``, ``mtl-heads``, ``reweight`` and ``group-dro``.
+"""Debiasers ``augment``, ``padain``, ``mtl-heads``, ``reweight``, ``resample`` and ``group-dro``.
 
 Each one trains the seed CNN for one epoch on 300 real MNIST images (well under a second) and
 must return a deterministic model in eval mode with finite logits; the pieces that carry the
@@ -23,9 +23,9 @@ from torchvision.transforms.v2 import functional as tvf
 
 from benchmark.specs import DebiaserSpec, Split
 from plugins.datasets.mnist import load_mnist
-from plugins.debiasers import augment, group_dro, mtl_heads, padain, reweight
+from plugins.debiasers import augment, group_dro, mtl_heads, padain, resample, reweight
 from plugins.debiasers.erm import train_erm
-from plugins.debiasers.loop import TRAINING_PARAMS
+from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
 from plugins.models.seed_cnn import build_seed_cnn
 
 MODULES = {
@@ -33,9 +33,10 @@ MODULES = {
     "padain": padain,
     "mtl-heads": mtl_heads,
     "reweight": reweight,
+    "resample": resample,
     "group-dro": group_dro,
 }
-SUPERVISED = {"reweight", "group-dro"}
+SUPERVISED = {"reweight", "resample", "group-dro"}
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +330,83 @@ def test_reweight_with_balanced_cells_is_erm(train):
     weighted = fit("reweight", balanced)
     for key, value in erm.state_dict().items():
         assert torch.allclose(weighted.state_dict()[key], value, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# resample
+
+
+def drawn_rows(data: Split, weights: torch.Tensor | None, epochs: int, seed: int = 0) -> list:
+    """The rows the shared loop puts in its batches, epoch after epoch (a linear model)."""
+    model = nn.Linear(28 * 28, 10)
+    rows: list[torch.Tensor] = []
+
+    def step(batch: Batch) -> torch.Tensor:
+        rows.append(batch.index)
+        return nn.functional.cross_entropy(model(batch.x.flatten(1)), batch.y)
+
+    train_loop(model, data, step, seed=seed, epochs=epochs, batch_size=32, sampling_weights=weights)
+    return rows
+
+
+def test_sampling_weights_draw_every_cell_equally_often(train):
+    # 300 rows in cells of 270 and 30: inverse-frequency sampling draws each cell half the time
+    groups = (torch.arange(len(train)) < 30).long()
+    data = Split(x=train.x, y=torch.zeros_like(train.y), groups=groups)
+    weights = reweight.inverse_frequency_weights(reweight.cell_ids(data.y, groups))
+    rows = torch.cat(drawn_rows(data, weights, epochs=40))
+    assert len(rows) == 40 * len(train)  # an epoch is still N draws
+    share = (groups[rows] == 1).double().mean().item()
+    # 12,000 draws, p = 0.5: the standard error is 0.0046, so 0.03 is over six of them
+    assert share == pytest.approx(0.5, abs=0.03)
+    # without weights every epoch is a permutation: each row exactly once
+    for epoch in range(2):
+        order = torch.cat(drawn_rows(data, None, epochs=2)[epoch * 10 : epoch * 10 + 10])
+        assert torch.equal(order.sort().values, torch.arange(len(train)))
+
+
+def test_sampling_weights_never_draw_a_zero_weight_row_and_are_checked(train):
+    weights = torch.zeros(len(train))
+    weights[:5] = 1.0
+    rows = torch.cat(drawn_rows(train, weights, epochs=2))
+    assert set(rows.tolist()) <= set(range(5))
+    assert torch.equal(rows, torch.cat(drawn_rows(train, weights, epochs=2)))  # seeded
+    for bad, match in [
+        (torch.ones(7), "one weight per training row"),
+        (-torch.ones(len(train)), "non-negative"),
+        (torch.zeros(len(train)), "not all zero"),
+        (torch.full((len(train),), float("nan")), "finite"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            drawn_rows(train, bad, epochs=1)
+
+
+def test_resample_with_balanced_cells_trains_on_every_row_equally_often(train):
+    # one group and balanced classes: every weight is 1, so the sampler is uniform draws
+    balanced = Split(x=train.x, y=train.y, groups=torch.zeros_like(train.y))
+    weights = reweight.inverse_frequency_weights(reweight.cell_ids(balanced.y, balanced.groups))
+    assert torch.equal(weights, torch.ones(len(train)))
+    model = fit("resample", balanced, seed=5)
+    assert not model.training
+    # the same draws as the shared loop with uniform weights (resample adds nothing else)
+    torch.manual_seed(123)
+    reference = build_seed_cnn(10, (1, 28, 28))
+
+    def step(batch: Batch) -> torch.Tensor:
+        return nn.functional.cross_entropy(reference(batch.x), batch.y)
+
+    train_loop(
+        reference,
+        balanced,
+        step,
+        seed=5,
+        epochs=1,
+        batch_size=64,
+        optimizer="adam",
+        lr=0.001,
+        sampling_weights=torch.ones(len(train)),
+    )
+    assert same_weights(model, reference.eval())
 
 
 # ------------------------------------------------------------------------------------------

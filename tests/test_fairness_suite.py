@@ -9,7 +9,7 @@ from benchmark.registry import Registry
 from tests.conftest import bench
 
 UNSUPERVISED = {"lff", "jtt", "bottleneck-reweight"}
-SUPERVISED = {"reweight", "group-dro", "end", "irene"}
+SUPERVISED = {"reweight", "resample", "group-dro", "end", "irene"}
 
 
 def test_builtin_suite_runs_every_model_with_every_debiaser_on_both_datasets():
@@ -62,6 +62,7 @@ debiasers:
   - {name: padain, params: {epochs: 1}}
   - {name: mtl-heads, params: {epochs: 1}}
   - {name: reweight, params: {epochs: 1}}
+  - {name: resample, params: {epochs: 1}}
   - {name: group-dro, params: {epochs: 1}}
   - {name: end, params: {epochs: 1}}
   - {name: irene, params: {epochs: 1}}
@@ -84,7 +85,7 @@ def test_mini_fairness_suite_through_the_cli(tmp_path):
     (tmp_path / "mini.yaml").write_text(MINI_SUITE)
     run = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path, timeout=1800)
     assert run.returncode == 0, run.stderr
-    assert "20 run" in run.stderr and "0 failed" in run.stderr
+    assert "22 run" in run.stderr and "0 failed" in run.stderr
 
     board = tmp_path / "leaderboards" / "mini-fairness"
     cells = pd.read_csv(board / "results.csv")
@@ -102,6 +103,7 @@ def test_mini_fairness_suite_through_the_cli(tmp_path):
         "padain",
         "mtl-heads",
         "reweight",
+        "resample",
         "group-dro",
         "lff",
         "jtt",

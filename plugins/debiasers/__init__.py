@@ -1,9 +1,10 @@
-"""Built-in debiasers (training procedures): ERM and ten ways to fight a spurious correlation.
+"""Built-in debiasers (training procedures): ERM and eleven ways to fight a spurious correlation.
 
 Each debiaser module exposes ``spec()``; this module only registers them, so adding one is a
-new module plus one line here. Supervised debiasers (``reweight``, ``group-dro``, ``end``,
-``irene``) require ``groups``; unsupervised ones (``lff``, ``jtt``, ``bottleneck-reweight``)
-never read them, which ``tests/test_debiasers_unsupervised.py`` checks.
+new module plus one line here. Supervised debiasers (``reweight``, ``resample``,
+``group-dro``, ``end``, ``irene``) require ``groups``; unsupervised ones (``lff``, ``jtt``,
+``bottleneck-reweight``) never read them, which ``tests/test_debiasers_unsupervised.py``
+checks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from plugins.debiasers import (
     lff,
     mtl_heads,
     padain,
+    resample,
     reweight,
 )
 from plugins.debiasers.erm import train_erm
@@ -31,6 +33,7 @@ MODULES = (
     padain,
     mtl_heads,
     reweight,
+    resample,
     group_dro,
     end,
     irene,

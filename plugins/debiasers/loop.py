@@ -2,7 +2,7 @@
 
 Debiasers differ in *what* a step minimises (a reweighted loss, a worst-group loss, an extra
 regulariser on the bottleneck), not in how batches are drawn, how the optimiser is built or how
-the model is put back in eval mode. Writing that loop once keeps the eleven debiasers short,
+the model is put back in eval mode. Writing that loop once keeps the twelve debiasers short,
 comparable (same batches for the same seed, same optimiser defaults) and fast: batches are drawn
 by indexing the in-memory tensors with a seeded permutation instead of a ``DataLoader``.
 
@@ -75,6 +75,20 @@ def check_training_params(epochs: int, batch_size: int, lr: float) -> None:
         raise ValueError(f"lr must be positive, got {lr!r}")
 
 
+def check_sampling_weights(weights: torch.Tensor, n: int) -> torch.Tensor:
+    """``weights`` as ``float64`` on the CPU, or a clear error: one finite, non-negative weight
+    per training row, not all zero."""
+    weights = torch.as_tensor(weights).detach().to("cpu", torch.float64)
+    if weights.shape != (n,):
+        raise ValueError(
+            f"sampling_weights must have one weight per training row ({n}), "
+            f"got shape {tuple(weights.shape)}"
+        )
+    if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("sampling_weights must be finite, non-negative and not all zero")
+    return weights
+
+
 def train_loop(
     model: nn.Module,
     data: Split,
@@ -90,6 +104,7 @@ def train_loop(
     parameters: Iterable[nn.Parameter] | None = None,
     use_groups: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    sampling_weights: torch.Tensor | None = None,
 ) -> nn.Module:
     """Train ``model`` in place by minimising ``step(batch)``; return it in eval mode.
 
@@ -97,6 +112,11 @@ def train_loop(
     jointly. ``use_groups`` is the only way a batch carries group labels, so an unsupervised
     debiaser that leaves it ``False`` provably never sees them. The batch order depends only on
     ``seed`` and the split size.
+
+    ``sampling_weights`` (``(N,)``, non-negative) replaces the epoch's permutation by ``N`` rows
+    drawn with replacement, row ``i`` with probability proportional to ``w_i``: resampling, for
+    debiasers that rebalance *which* samples a batch holds rather than how much each one's loss
+    counts (the two have the same expectation, not the same variance).
     """
     check_training_params(epochs, batch_size, lr)
     if use_groups and data.groups is None:
@@ -108,13 +128,18 @@ def train_loop(
         momentum,
         weight_decay,
     )
+    if sampling_weights is not None:
+        sampling_weights = check_sampling_weights(sampling_weights, len(data))
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks and any randomness inside step()
     n = len(data)
     count = 0
     model.train()
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        if sampling_weights is None:
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.multinomial(sampling_weights, n, replacement=True, generator=generator)
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             batch = Batch(
