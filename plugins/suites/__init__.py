@@ -11,7 +11,7 @@ SUITES = {
     "smoke": "Real training on real MNIST and scikit-learn digits: the first end-to-end slice.",
     "explainability": "Every explainer x ROAR/KAR, ROAD, perturbation and Quantus metrics (MNIST).",
     "sanity": "Every explainer x sanity checks, completeness/soundness and BAM (bam-mnist).",
-    "fairness": "colored-mnist and MNIST x five models x ERM and eleven debiasers x fairness metrics.",
+    "fairness": "colored-mnist and MNIST x five models x ERM and 11 debiasers x fairness metrics.",
 }
 
 
