@@ -111,7 +111,7 @@ def train_loop(
     ``parameters`` defaults to the model's; pass more (an auxiliary head) to optimise them
     jointly. ``use_groups`` is the only way a batch carries group labels, so an unsupervised
     debiaser that leaves it ``False`` provably never sees them. The batch order depends only on
-    ``seed`` and the split size.
+    ``seed``, the split size and ``sampling_weights``.
 
     ``sampling_weights`` (``(N,)``, non-negative) replaces the epoch's permutation by ``N`` rows
     drawn with replacement, row ``i`` with probability proportional to ``w_i``: resampling, for
