@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchmark import planner, render
 from benchmark import suite as suite_module
 from benchmark.errors import BenchInputError
+from benchmark.records import bounded
 from benchmark.registry import PluginError, Registry
 
 EXIT_INPUT_ERROR = 2
@@ -84,6 +87,19 @@ out_option = click.option(
 suite_option = click.option(
     "--suite", "suite_ref", required=True, help="Built-in suite name or path to a suite YAML file."
 )
+select_option = click.option(
+    "-k",
+    "select_expr",
+    default="",
+    help="Only jobs whose description matches, pytest-style: -k 'colored and not resnet18'.",
+)
+timeout_option = click.option(
+    "--job-timeout",
+    "job_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Time limit per job in seconds, training included; overrides the suite's.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +124,7 @@ def plugins(as_json: bool) -> None:
         for r in registry.plugins.values()
     ]
     components = []
-    for spec in [*registry.all_specs(), *registry.specs("suite")]:
+    for spec in [*registry.all_specs(), *registry.specs("suite"), *registry.specs("executor")]:
         record = registry.plugins.get(spec.plugin)
         components.append(
             {
@@ -167,17 +183,23 @@ def plugins(as_json: bool) -> None:
 
 @main.command()
 @suite_option
+@select_option
+@timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_input_errors
-def plan(suite_ref: str, as_json: bool) -> None:
-    """Show the jobs a suite expands to and why each skipped combination is skipped."""
+def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: bool) -> None:
+    """Show the jobs a suite expands to, the trainings they imply, and why each skipped
+    combination is skipped."""
     registry = _load_registry()
-    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    the_plan = planner.expand(suite_module.load(suite_ref, registry), select_expr, job_timeout)
+    models, retrains = the_plan.trainings()
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "suite": the_plan.suite.name,
+                    "deselected": the_plan.deselected,
+                    "trainings": {"models": models, "retrains_declared": retrains},
                     "jobs": [job.record() for job in the_plan.jobs],
                     "skipped": [
                         {"combination": skip.describe(), "reason": skip.reason}
@@ -189,12 +211,15 @@ def plan(suite_ref: str, as_json: bool) -> None:
             )
         )
         return
+    deselected = f", {the_plan.deselected} deselected by -k" if the_plan.deselected else ""
     click.echo(
-        f"suite '{the_plan.suite.name}': {len(the_plan.jobs)} jobs, "
-        f"{len(the_plan.skipped)} skipped combinations"
+        f"suite '{the_plan.suite.name}': {len(the_plan.jobs)} jobs{deselected}, "
+        f"{len(the_plan.skipped)} skipped combinations; trainings: {models} models"
+        f" + up to {retrains} retrains declared by evaluators"
     )
     for job in the_plan.jobs:
-        click.echo(f"  run   {job.describe()}")
+        extra = f"  [+{job.retrains} retrains]" if job.retrains else ""
+        click.echo(f"  run   {job.describe()}{extra}")
     for skip in the_plan.skipped:
         click.echo(f"  skip  {skip.describe()}: {skip.reason}")
 
@@ -210,6 +235,41 @@ def plan(suite_ref: str, as_json: bool) -> None:
     help="Run every job again even if the store has its result (models stay cached).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (per-job lines only).")
+@select_option
+@timeout_option
+@click.option(
+    "--executor",
+    default="process",
+    show_default=True,
+    help="Where jobs run: process (spawned workers), serial (in this process: no time "
+    "limits, no crash isolation), ray, or one a plugin registers.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    "n_jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Workers running at once.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch threads per worker [default: cores / workers]; numbers can change with it.",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="auto, cpu, cuda or cuda:N (auto = CUDA when present).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to join (auto, or ray://host:port); default: start a local Ray.",
+)
 @_input_errors
 def run(
     suite_ref: str,
@@ -218,6 +278,13 @@ def run(
     out_dir: Path,
     rerun: bool,
     no_progress: bool,
+    select_expr: str,
+    job_timeout: float | None,
+    executor: str,
+    n_jobs: int,
+    threads: int | None,
+    device: str,
+    ray_address: str | None,
 ) -> None:
     """Run every job of a suite that the store does not have yet, then write its leaderboard."""
     from benchmark.cache import ArtifactCache
@@ -226,12 +293,17 @@ def run(
     from benchmark.store import Store
 
     registry = _load_registry()
-    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    suite = suite_module.load(suite_ref, registry)
+    the_plan = planner.expand(suite, select_expr, job_timeout)
+    whole = planner.expand(suite)  # the leaderboard shows what -k left out as missing
     if not the_plan.jobs:
         raise BenchInputError(
-            f"suite '{the_plan.suite.name}' plans no jobs; "
-            "`bench plan` shows why each combination is skipped"
+            f"suite '{the_plan.suite.name}' plans no jobs"
+            + (f" matching -k {select_expr!r}" if select_expr else "")
+            + "; `bench plan` shows why each combination is skipped"
         )
+    if ray_address and executor != "ray":
+        raise BenchInputError("--ray-address is for --executor ray")
     with Store(store_path or _home() / "results.sqlite") as store:
         runner = Runner(
             registry,
@@ -240,22 +312,33 @@ def run(
             console=err_console,
             rerun=rerun,
             show_progress=not no_progress,
+            executor=executor,
+            jobs=n_jobs,
+            threads=threads,
+            device=device,
+            ray_address=ray_address,
         )
         summary = runner.run(the_plan)
-        target = render.write(
-            aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
-        )
+        if summary.interrupted:
+            err_console.print(
+                f"[bold yellow]interrupted by {summary.interrupted}[/] after "
+                f"{summary.ran} of {summary.total - summary.cached} jobs; the finished ones are "
+                "stored and the run is marked interrupted: run the same command to resume."
+            )
+            sys.exit(128 + int(getattr(signal, summary.interrupted)))
+        target = render.write(aggregate(whole, store), out_dir, suite.model.leaderboard.columns)
+    deselected = f", {the_plan.deselected} left out by -k" if the_plan.deselected else ""
     err_console.print(
-        f"jobs: {summary.total} planned, {summary.ran} run, {summary.cached} cache hits "
-        f"(results already in the store), {summary.failed} failed; models: "
+        f"jobs: {summary.total} planned{deselected}, {summary.ran} run, {summary.cached} cache "
+        f"hits (results already in the store), {summary.failed} failed; models: "
         f"{summary.models_trained} trained, {summary.model_cache_hits} cache hits; "
-        f"{summary.duration_s:.1f} s"
+        f"{summary.duration_s:.1f} s ({summary.executor})"
     )
     err_console.print(f"leaderboard: {target / 'README.md'}")
     if summary.failed:
         err_console.print(f"[bold red]{summary.failed} job(s) failed:[/]")
         for description, error in summary.failures:
-            err_console.print(f"  {description}: {error}")
+            err_console.print(f"  {escape(description)}: {escape(bounded(error, 600))}")
         sys.exit(EXIT_JOBS_FAILED)
 
 

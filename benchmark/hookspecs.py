@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from benchmark.planner import Job, Plan
-    from benchmark.runner import JobOutcome, RunSummary
+    from benchmark.records import Job, Outcome, Plan, RunSummary
     from benchmark.specs import (
         DatasetSpec,
         DebiaserSpec,
         EvaluatorSpec,
+        ExecutorSpec,
         ExplainerSpec,
         ModelSpec,
         SuiteSpec,
@@ -101,6 +101,22 @@ def bench_register_suites(register: Callable[[SuiteSpec], None]) -> None:
 
 
 @hookspec
+def bench_register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    """Register ways to run jobs by calling ``register(ExecutorSpec(name, factory))``.
+
+    ``bench run --executor NAME`` calls ``factory(settings, registry)`` with an
+    ``benchmark.executors.ExecutorSettings`` and the coordinator's registry, and iterates
+    ``executor.run(groups)`` of the ``benchmark.executors.Executor`` it returns: it receives
+    groups of JSON-able job records that share a trained model and yields one
+    ``benchmark.records.Outcome`` per job, as each finishes. A job past its ``timeout_s`` or
+    whose worker died must come back as a failed outcome, never end the run. The built-in
+    ``serial``, ``process`` and ``ray`` executors (``benchmark/executors/``) are the models
+    to follow; a Slurm executor would submit each group with ``run_group`` of
+    ``benchmark.executors.worker`` as its payload.
+    """
+
+
+@hookspec
 def bench_run_started(suite_name: str, plan: Plan, run_id: int) -> None:
     """Called once before the first job of a run, after the plan is known.
 
@@ -110,7 +126,7 @@ def bench_run_started(suite_name: str, plan: Plan, run_id: int) -> None:
 
 
 @hookspec
-def bench_job_finished(job: Job, outcome: JobOutcome) -> None:
+def bench_job_finished(job: Job, outcome: Outcome) -> None:
     """Called after each job has been committed to the store, whether it passed or failed.
 
     ``outcome.status`` is ``"ok"``, ``"failed"`` or ``"cached"`` (result already stored).

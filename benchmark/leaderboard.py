@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.planner import Job, Plan
+from benchmark.records import Job, Plan
 from benchmark.specs import KINDS, EvaluatorSpec
 from benchmark.store import Store
 
@@ -45,6 +45,11 @@ class Leaderboard:
     (component labels, seed, stored ``arrays``), the input of ``EvaluatorSpec.figures``."""
     labels: dict[str, str] = field(default_factory=dict)
     """Column header per metric (the suite's ``leaderboard.labels``)."""
+    conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Jobs shown, counted by ``(device, threads)``: more than one row means the numbers
+    were made under different conditions, which the rendered page says."""
+    kept_after_failure: int = 0
+    """Jobs whose good result is shown although a later attempt failed (``--rerun``)."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -62,10 +67,14 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     for job in plan.jobs:
         expected[_combo(job)].append(job)
 
+    def evaluator_spec(job: Job) -> EvaluatorSpec:
+        return plan.component(job.evaluator).spec  # type: ignore[return-value]
+
     rows, failure_rows = [], []
     figure_rows: dict[str, list[dict]] = defaultdict(list)
     for combo, jobs in expected.items():
         values: dict[str, list[float]] = defaultdict(list)
+        stored_directions: dict[str, str] = {}
         n_failed = n_missing = 0
         for job in jobs:
             frame = by_key.get(job.key)
@@ -82,20 +91,27 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
                     }
                 )
                 continue
-            for metric, value in zip(frame["metric"], frame["value"], strict=True):
+            for metric, value, direction in zip(
+                frame["metric"], frame["value"], frame["direction"], strict=True
+            ):
                 values[metric].append(float(value))
-            if job.evaluator.spec.figures is not None:
+                if isinstance(direction, str):
+                    stored_directions.setdefault(metric, direction)
+            if evaluator_spec(job).figures is not None:
                 figure_rows[job.evaluator.label].append(
                     {**job.labels(), "seed": job.seed, "arrays": store.arrays(job.key)}
                 )
-        metrics = list(values) or list(jobs[0].evaluator.spec.directions)
+        declared = evaluator_spec(jobs[0]).directions
+        metrics = list(values) or list(declared)
         for metric in metrics:
             vals = np.asarray(values.get(metric, []), dtype=float)
             rows.append(
                 {
                     **dict(zip(KINDS, combo, strict=True)),
                     "metric": metric,
-                    "direction": jobs[0].evaluator.spec.directions.get(metric, "higher"),
+                    # the direction stored with the results, so a plugin release cannot
+                    # silently re-read old numbers; the spec's for metrics never stored
+                    "direction": stored_directions.get(metric, declared.get(metric, "higher")),
                     "mean": vals.mean() if vals.size else np.nan,
                     "std": vals.std(ddof=1) if vals.size > 1 else np.nan,
                     "n": int(vals.size),
@@ -140,6 +156,15 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     figure_inputs = {
         label: (specs[label], pd.DataFrame(rows_)) for label, rows_ in figure_rows.items()
     }
+    shown = results[(results["status"] == "ok")].drop_duplicates("job_key")
+    conditions = (
+        shown.assign(device=shown["device"].fillna("unrecorded"), threads=shown["threads"])
+        .groupby(["device", "threads"], dropna=False)
+        .size()
+        .rename("jobs")
+        .reset_index()
+    )
+    kept = int((shown["failed_attempts"].fillna(0) > 0).sum())
     return Leaderboard(
         plan.suite.ref,
         plan.suite.name,
@@ -150,6 +175,8 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         runs,
         figure_inputs,
         dict(definition.labels),
+        conditions,
+        kept,
     )
 
 

@@ -9,105 +9,18 @@ components ``provide``. An explainer is paired only with evaluators that require
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Any
 
-from benchmark.specs import KINDS, all_provides
-from benchmark.suite import Component, Suite, digest
+from benchmark.records import ComponentRecord, Job, Plan, Skip, training_key
+from benchmark.selection import select
+from benchmark.specs import all_provides
+from benchmark.suite import Component, Suite
 
+__all__ = ["Job", "Plan", "Skip", "expand", "training_key", "unmet_requirements"]
 
-@dataclass(frozen=True)
-class Job:
-    """One unit of work: components (explainer may be ``None``) and a seed."""
-
-    dataset: Component
-    model: Component
-    debiaser: Component
-    evaluator: Component
-    seed: int
-    explainer: Component | None = None
-
-    def components(self) -> list[Component]:
-        """Present components in pipeline order."""
-        parts = [self.dataset, self.model, self.debiaser, self.explainer, self.evaluator]
-        return [c for c in parts if c is not None]
-
-    @property
-    def key(self) -> str:
-        """Content address of the job: same components, versions, params and seed -> same key."""
-        return digest(
-            {
-                "components": [c.identity() for c in self.components()],
-                "kinds": [c.kind for c in self.components()],
-                "seed": self.seed,
-            }
-        )
-
-    @property
-    def train_key(self) -> str:
-        """Content address of the trained model this job needs (shared across evaluators)."""
-        return training_key(self.dataset, self.model, self.debiaser, self.seed)
-
-    def labels(self) -> dict[str, str | None]:
-        """Display label per kind (``None`` for an absent explainer)."""
-        return {kind: (c.label if c is not None else None) for kind, c in self._by_kind().items()}
-
-    def _by_kind(self) -> dict[str, Component | None]:
-        return {kind: getattr(self, kind) for kind in KINDS}
-
-    def describe(self) -> str:
-        parts = [c.label for c in self.components()]
-        return " / ".join(parts) + f" / seed {self.seed}"
-
-    def record(self) -> dict[str, Any]:
-        """JSON-able description of the job, for ``bench plan --json`` and the store."""
-        out: dict[str, Any] = {"key": self.key, "seed": self.seed}
-        for kind, comp in self._by_kind().items():
-            out[kind] = (
-                None
-                if comp is None
-                else {
-                    "label": comp.label,
-                    **comp.identity(),
-                    "plugin": comp.spec.plugin,
-                }
-            )
-        return out
-
-
-def training_key(
-    dataset: Component, model: Component, debiaser: Component, seed: int, data_fingerprint: str = ""
-) -> str:
-    """Content address of a trained model; ``data_fingerprint`` marks modified training data."""
-    return digest(
-        {
-            "dataset": dataset.identity(),
-            "model": model.identity(),
-            "debiaser": debiaser.identity(),
-            "seed": seed,
-            "data": data_fingerprint,
-        }
-    )
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A combination that will not run, and why (one per combination, not per seed)."""
-
-    components: tuple[Component, ...]
-    reason: str
-
-    def describe(self) -> str:
-        return " / ".join(c.label for c in self.components)
-
-
-@dataclass
-class Plan:
-    """Every job of a suite plus every skipped combination."""
-
-    suite: Suite
-    jobs: list[Job] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
+DEFAULT_JOB_TIMEOUT_S = 7200.0
+"""A job's time limit when neither the command line, the suite nor a component sets one:
+long enough for the slowest built-in job on two CPU cores, short enough that a hung plugin
+does not hold a run for a night."""
 
 
 def unmet_requirements(components: list[Component]) -> list[str]:
@@ -123,8 +36,31 @@ def unmet_requirements(components: list[Component]) -> list[str]:
     return reasons
 
 
-def expand(suite: Suite) -> Plan:
-    """All compatible combinations of the suite, in a stable order that groups by trained model."""
+def job_timeout(suite: Suite, combo: list[Component], override: float | None = None) -> float:
+    """The command line's limit, else the longest a component of the combination asks for,
+    else the suite's, else ``DEFAULT_JOB_TIMEOUT_S``."""
+    if override is not None:
+        return float(override)
+    asked = [c.timeout_s for c in combo if c.timeout_s is not None]
+    if asked:
+        return float(max(asked))
+    if suite.model.job_timeout_s is not None:
+        return float(suite.model.job_timeout_s)
+    return DEFAULT_JOB_TIMEOUT_S
+
+
+def declared_retrains(evaluator: Component) -> int:
+    """How many models the evaluator says it trains inside one job (``EvaluatorSpec.retrains``)."""
+    count = getattr(evaluator.spec, "retrains", None)
+    return int(count(evaluator.params)) if callable(count) else 0
+
+
+def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) -> Plan:
+    """All compatible combinations of the suite, in a stable order that groups by trained model.
+
+    ``select_expr`` keeps only the jobs whose description matches (``-k``, pytest-style);
+    ``timeout_s`` overrides every job's time limit.
+    """
     plan = Plan(suite=suite)
     comps = suite.components
     explainers: list[Component | None] = list(comps["explainer"])
@@ -146,8 +82,22 @@ def expand(suite: Suite) -> Plan:
             if reasons:
                 plan.skipped.append(Skip(tuple(combo), "; ".join(reasons)))
                 continue
+            records = {c.kind: ComponentRecord.of(c) for c in combo}
+            limit = job_timeout(suite, combo, timeout_s)
+            retrains = declared_retrains(evaluator)
             for seed in suite.seeds:
-                plan.jobs.append(Job(dataset, model, debiaser, evaluator, seed, explainer))
+                plan.jobs.append(
+                    Job(
+                        records["dataset"],
+                        records["model"],
+                        records["debiaser"],
+                        records["evaluator"],
+                        seed,
+                        records.get("explainer"),
+                        timeout_s=limit,
+                        retrains=retrains,
+                    )
+                )
     # Jobs that share a trained model run back to back, so it is loaded once.
     order = {kind: {c.label: i for i, c in enumerate(cs)} for kind, cs in comps.items()}
     seed_order = {s: i for i, s in enumerate(suite.seeds)}
@@ -159,4 +109,8 @@ def expand(suite: Suite) -> Plan:
             seed_order[j.seed],
         )
     )
+    if select_expr:
+        kept = [job for job in plan.jobs if select(select_expr, job.describe())]
+        plan.deselected = len(plan.jobs) - len(kept)
+        plan.jobs = kept
     return plan

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 import os
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,7 +36,11 @@ _REGISTER_HOOKS = {
     "explainer": "bench_register_explainers",
     "evaluator": "bench_register_evaluators",
     "suite": "bench_register_suites",
+    "executor": "bench_register_executors",
 }
+CORE_PLUGINS = (("core-executors", "benchmark.executors.builtin"),)
+"""Registered on every registry, whatever ``BENCH_LOAD_PLUGINS`` says: without an executor
+nothing runs (pytest registers its own built-in plugins the same way)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class Registry:
         self.plugins: dict[str, PluginRecord] = {}
         self._specs: dict[str, dict[str, Any]] = {kind: {} for kind in _REGISTER_HOOKS}
         self._dist_of: dict[str, tuple[str, str]] = {}
+        self.entry_points = True
+        self.extra_modules: list[tuple[str, str]] = []
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -92,13 +99,35 @@ class Registry:
         ``extra_plugins`` is how tests and embedding applications add a plugin for one
         registry without installing a distribution.
         """
+        import importlib
+
         registry = cls(make_plugin_manager())
+        registry.entry_points = entry_points
+        for name, module in CORE_PLUGINS:
+            registry._add(name, importlib.import_module(module), "dependable-bench", _own_version())
         if entry_points:
             registry._load_entry_points()
         for name, plugin in extra_plugins:
             registry._add(name, plugin, distribution="(in-process)", version="")
+            # only a module importable by name can be registered again in a worker process
+            if isinstance(plugin, types.ModuleType) and getattr(plugin, "__spec__", None):
+                registry.extra_modules.append((name, plugin.__name__))
         registry._collect_specs()
         return registry
+
+    @classmethod
+    def rebuild(cls, entry_points: bool, extra_modules: Iterable[tuple[str, str]]) -> Registry:
+        """The registry a worker process builds: the same entry points and in-process plugin
+        modules as the coordinator's (``recipe()``), imported again by name."""
+        import importlib
+
+        plugins = [(name, importlib.import_module(module)) for name, module in extra_modules]
+        return cls.load(extra_plugins=plugins, entry_points=entry_points)
+
+    def recipe(self) -> tuple[bool, tuple[tuple[str, str], ...]]:
+        """What ``rebuild`` needs to make this registry again in another process. In-process
+        plugins that are objects rather than modules (a reporter) stay in the coordinator."""
+        return self.entry_points, tuple(self.extra_modules)
 
     def _fail(self, name: str, dist: str, version: str, exc: BaseException, what: str) -> None:
         message = f"{what}: {type(exc).__name__}: {exc}"
@@ -209,6 +238,13 @@ class Registry:
 
     def plugin_version(self, plugin_name: str) -> str:
         return self.plugins[plugin_name].version if plugin_name in self.plugins else ""
+
+
+def _own_version() -> str:
+    try:
+        return md.version("dependable-bench")
+    except md.PackageNotFoundError:
+        return ""
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:

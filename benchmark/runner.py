@@ -1,81 +1,77 @@
-"""Run a plan: load data -> train (model, debiaser, seed) -> explain -> evaluate, job by job.
+"""The coordinator: skip what the store holds, hand the rest to an executor, commit outcomes.
 
-Each job is isolated: whatever it raises, and any metric that is not a finite number or any
-attribution of the wrong shape, becomes a failed row with its error, and the run goes on
-(HELM and MTEB keep failures as records, never as silent blanks). Each job's outcome is
-committed to the store before the next starts, so a killed run resumes where it stopped.
-Trained models are cached by content address, so a rerun of an unchanged suite trains nothing.
+The coordinator is the only writer of the results store: it commits each outcome in its own
+transaction as it arrives (so ``kill -9`` at any moment loses at most the jobs in flight, and
+a rerun counts nothing twice), drives the lifecycle hooks, the progress bar and the summary.
+No job code runs here unless the executor is ``serial``, and no job code touches run state.
+
+Ctrl-C and SIGTERM stop the workers, mark the run ``interrupted`` in the store and end with
+exit status 130 / 143; a run that was killed outright (``kill -9``) is marked ``killed`` when
+the next run on the same store starts.
 """
 
 from __future__ import annotations
 
 import platform
-import random
+import signal
+import threading
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata as md
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmark.cache import ArtifactCache, tensor_fingerprint
-from benchmark.planner import Job, Plan, training_key
+from benchmark.cache import ArtifactCache
+from benchmark.errors import BenchInputError
+from benchmark.executors.base import ExecutorSettings, available_cores, default_threads
+from benchmark.executors.worker import (  # re-exported: the names plugins' tests import
+    ContractError,
+    WorkerSettings,
+    check_attributions,
+    check_logits,
+    resolve_device,
+    seed_everything,
+)
+from benchmark.records import Job, JobOutcome, Outcome, Plan, RunSummary, bounded
 from benchmark.registry import Registry
-from benchmark.specs import Dataset, Evaluation, EvaluationContext, Split
 from benchmark.store import Store
-from benchmark.suite import Component, digest
+
+__all__ = [
+    "ContractError",
+    "JobOutcome",
+    "RunInterrupted",
+    "RunSummary",
+    "Runner",
+    "check_attributions",
+    "check_logits",
+    "seed_everything",
+]
+
+SHOWN_ERROR_CHARS = 600
+"""Longest error printed per failed job (the store keeps up to ``MAX_ERROR_CHARS``)."""
 
 
-def seed_everything(seed: int) -> None:
-    """One seed drives Python, NumPy and torch, so the same job gives the same numbers."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+class RunInterrupted(BaseException):
+    """Raised in the coordinator by SIGINT / SIGTERM; not an ``Exception``, so no job catches it."""
 
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
 
-class ContractError(ValueError):
-    """A plugin returned something that breaks its contract (shape, dtype, finiteness)."""
-
-
-@dataclass
-class JobOutcome:
-    """What happened to one job; passed to ``bench_job_finished``."""
-
-    job_key: str
-    status: str
-    """``ok``, ``failed`` or ``cached`` (already in the store)."""
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-    duration_s: float = 0.0
-    model_cache: str = ""
-    """``trained``, ``hit`` (loaded from the artifact cache) or empty when not reached."""
-
-
-@dataclass
-class RunSummary:
-    """Counts for the end-of-run report and ``bench_run_finished``."""
-
-    run_id: int
-    total: int = 0
-    ran: int = 0
-    cached: int = 0
-    failed: int = 0
-    models_trained: int = 0
-    model_cache_hits: int = 0
-    duration_s: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    """``(job description, error)`` for each failed job."""
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def environment_versions(registry: Registry) -> dict[str, str]:
     """Versions that can change numbers: core libraries and every loaded plugin distribution."""
     versions = {"python": platform.python_version()}
-    for dist in ("dependable-bench", "torch", "torchvision", "numpy", "scikit-learn"):
+    for dist in ("dependable-bench", "torch", "torchvision", "numpy", "scikit-learn", "ray"):
         try:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -86,57 +82,58 @@ def environment_versions(registry: Registry) -> dict[str, str]:
     return versions
 
 
-def machine_info() -> dict[str, Any]:
-    return {
+def cpu_model() -> str:
+    """The CPU's model name: numbers at the last bit differ between CPU models."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(settings: ExecutorSettings | None = None, executor: str = "") -> dict[str, Any]:
+    info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": available_cores(),
         "node": platform.node(),
         "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
     }
-
-
-def _short_error(exc: BaseException) -> str:
-    """The exception and the innermost frame that raised it: enough to find the bug."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> torch.Tensor:
-    """Enforce the explainer contract: ``(N, 1 or C, H, W)``, finite, float32."""
-    if not isinstance(attributions, torch.Tensor):
-        raise ContractError(
-            f"explainer '{explainer}' returned {type(attributions).__name__}, not a torch.Tensor"
+    if settings is not None:
+        info.update(
+            executor=executor,
+            workers=settings.jobs,
+            torch_threads=settings.worker.threads,
+            devices=list(settings.devices),
         )
-    n, c, h, w = x.shape
-    shape = tuple(attributions.shape)
-    if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
-        raise ContractError(
-            f"explainer '{explainer}' returned shape {shape}; expected ({n}, 1 or {c}, {h}, {w})"
-        )
-    attributions = attributions.detach().float()
-    if not torch.isfinite(attributions).all():
-        raise ContractError(f"explainer '{explainer}' returned non-finite attributions")
-    return attributions
+    return info
 
 
-def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
-    """Enforce the model contract on two test images: logits ``(N, num_classes)``, finite."""
-    with torch.no_grad():
-        out = model(dataset.test.x[:2])
-    expected = (min(2, len(dataset.test)), dataset.num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ContractError(
-            f"model '{label}' returned {shape} for a batch of test images; "
-            f"expected logits of shape {expected}"
-        )
-    if not torch.isfinite(out).all():
-        raise ContractError(f"model '{label}' returned non-finite logits after training")
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``RunInterrupted`` in the coordinator while a run is going."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class Runner:
-    """Executes a plan serially on this machine, with caching, isolation and resume."""
+    """Runs a plan through an executor, with caching, isolation, resume and provenance."""
 
     def __init__(
         self,
@@ -146,6 +143,11 @@ class Runner:
         console: Console | None = None,
         rerun: bool = False,
         show_progress: bool = True,
+        executor: str = "process",
+        jobs: int = 1,
+        threads: int | None = None,
+        device: str = "cpu",
+        ray_address: str | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -153,46 +155,100 @@ class Runner:
         self.console = console or Console(stderr=True)
         self.rerun = rerun
         self.show_progress = show_progress
-        self._datasets: dict[str, Dataset] = {}
-        self._model_memo: tuple[str, torch.nn.Module] | None = None
-        self._summary = RunSummary(run_id=0)
+        self.executor_spec = registry.get("executor", executor, where="--executor")
+        if jobs < 1:
+            raise BenchInputError(f"-j {jobs}: the number of workers must be at least 1")
+        self.settings = self._settings(jobs, threads, device, ray_address)
+
+    def _settings(
+        self, jobs: int, threads: int | None, device: str, ray_address: str | None
+    ) -> ExecutorSettings:
+        if threads is not None and threads < 1:
+            raise BenchInputError(f"--threads {threads}: must be at least 1")
+        resolved = resolve_device(device)
+        if resolved == "cuda" and torch.cuda.device_count() > 1:
+            devices = tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+        else:
+            devices = (resolved,)
+        entry_points, extra_modules = self.registry.recipe()
+        worker = WorkerSettings(
+            cache_dir=str(self.cache.root.resolve()),
+            device=devices[0],
+            threads=threads if threads is not None else default_threads(jobs),
+            entry_points=entry_points,
+            extra_modules=extra_modules,
+        )
+        return ExecutorSettings(worker, jobs=jobs, devices=devices, ray_address=ray_address)
 
     # -- the run ------------------------------------------------------------------------------
 
     def run(self, plan: Plan) -> RunSummary:
         suite = plan.suite
         started = time.perf_counter()
+        for run_id, status in self.store.mark_abandoned_runs():
+            self.console.print(
+                f"[yellow]note:[/] run {run_id} on this store never finished; marked {status}",
+                highlight=False,
+            )
+        executor = self.executor_spec.factory(self.settings, self.registry)
+        description = executor.describe()
         run_id = self.store.start_run(
             suite.name,
             suite.model.version,
             suite.source,
             suite.config_hash(),
             environment_versions(self.registry),
-            machine_info(),
+            machine_info(self.settings, description),
         )
-        summary = self._summary = RunSummary(run_id=run_id, total=len(plan.jobs))
+        summary = RunSummary(run_id=run_id, total=len(plan.jobs), executor=description)
         self._notify("bench_run_started", suite_name=suite.name, plan=plan, run_id=run_id)
         done = set() if self.rerun else self.store.done_keys(j.key for j in plan.jobs)
-        with self._progress() as progress:
-            task = progress.add_task("", total=len(plan.jobs))
-            for job in plan.jobs:
-                progress.update(task, description=job.describe())
-                if job.key in done:
-                    outcome = JobOutcome(job.key, "cached")
-                    summary.cached += 1
-                else:
-                    outcome = self._run_job(job, run_id)
-                    summary.ran += 1
-                    if outcome.status == "failed":
-                        summary.failed += 1
-                        summary.failures.append((job.describe(), outcome.error))
+        by_key = {job.key: job for job in plan.jobs}
+        try:
+            with _signals_interrupt(), self._progress() as progress:
+                task = progress.add_task("", total=len(plan.jobs))
+                for job in plan.jobs:
+                    if job.key in done:
+                        summary.cached += 1
+                        self._notify(
+                            "bench_job_finished", job=job, outcome=Outcome(job.key, "cached")
+                        )
+                        progress.advance(task)
+                todo = Plan(suite, [j for j in plan.jobs if j.key not in done])
+                progress.update(task, description=f"{description}")
+                for outcome in executor.run(todo.groups()):
+                    job = by_key[outcome.job_key]
+                    self.store.record(run_id, job, outcome)
+                    self._count(summary, job, outcome)
                     self._report(progress, job, outcome)
-                self._notify("bench_job_finished", job=job, outcome=outcome)
-                progress.advance(task)
+                    self._notify("bench_job_finished", job=job, outcome=outcome)
+                    progress.advance(task)
+        except RunInterrupted as interrupt:
+            summary.interrupted = str(interrupt)
+        finally:
+            with _ignore_signals():
+                executor.close()
         summary.duration_s = time.perf_counter() - started
-        self.store.finish_run(run_id, summary.total, summary.ran, summary.cached, summary.failed)
-        self._notify("bench_run_finished", suite_name=suite.name, summary=summary)
+        self.store.finish_run(
+            run_id,
+            summary.total,
+            summary.ran,
+            summary.cached,
+            summary.failed,
+            status="interrupted" if summary.interrupted else None,
+        )
+        if not summary.interrupted:
+            self._notify("bench_run_finished", suite_name=suite.name, summary=summary)
         return summary
+
+    @staticmethod
+    def _count(summary: RunSummary, job: Job, outcome: Outcome) -> None:
+        summary.ran += 1
+        summary.models_trained += outcome.models_trained
+        summary.model_cache_hits += outcome.model_cache_hits
+        if outcome.status == "failed":
+            summary.failed += 1
+            summary.failures.append((job.describe(), outcome.error))
 
     def _progress(self) -> Progress:
         return Progress(
@@ -205,18 +261,22 @@ class Runner:
             transient=True,
         )
 
-    def _report(self, progress: Progress, job: Job, outcome: JobOutcome) -> None:
+    def _report(self, progress: Progress, job: Job, outcome: Outcome) -> None:
+        where = f"{outcome.device}, {outcome.threads} thr"
         if outcome.status == "ok":
             shown = ", ".join(f"{k}={v:.4f}" for k, v in list(outcome.metrics.items())[:3])
             progress.console.print(
-                f"[green]ok[/] {job.describe()} ({outcome.duration_s:.1f} s,"
-                f" model {outcome.model_cache}) {shown}",
+                f"[green]ok[/] {escape(job.describe())} ({outcome.duration_s:.1f} s, {where},"
+                f" model {outcome.model_cache}) {escape(shown)}",
                 highlight=False,
             )
         else:
+            error = escape(bounded(outcome.error, SHOWN_ERROR_CHARS))
             progress.console.print(
-                f"[red]FAILED[/] {job.describe()}: {outcome.error}", highlight=False
+                f"[red]FAILED[/] {escape(job.describe())}: {error}", highlight=False
             )
+        for note in outcome.notes:
+            progress.console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook; a reporter that raises is reported, never fatal."""
@@ -226,174 +286,20 @@ class Runner:
             except Exception as exc:
                 self.console.print(
                     f"[yellow]warning:[/] plugin '{impl.plugin_name}' "
-                    f"{hook_name} raised {_short_error(exc)}",
+                    f"{hook_name} raised {type(exc).__name__}: {escape(bounded(str(exc), 300))}",
                     highlight=False,
                 )
 
-    # -- one job ------------------------------------------------------------------------------
 
-    def _run_job(self, job: Job, run_id: int) -> JobOutcome:
-        started = time.perf_counter()
-        outcome = JobOutcome(job.key, "ok")
-        evaluation: Evaluation | None = None
-        try:
-            dataset = self._dataset(job.dataset)
-            model, outcome.model_cache = self._trained_model(job, dataset)
-            evaluation = self._evaluate(job, dataset, model)
-            outcome.metrics = dict(evaluation.metrics)
-        except Exception as exc:
-            outcome.status, outcome.error = "failed", _short_error(exc)
-        outcome.duration_s = time.perf_counter() - started
-        self.store.record(
-            run_id,
-            job,
-            outcome.status,
-            outcome.metrics,
-            evaluation.arrays if evaluation else None,
-            outcome.error,
-            outcome.duration_s,
-            outcome.model_cache,
-        )
-        return outcome
-
-    def _dataset(self, component: Component) -> Dataset:
-        key = digest(component.identity())
-        if key not in self._datasets:
-            data = component.spec.factory(**component.params)
-            if not isinstance(data, Dataset):
-                raise ContractError(
-                    f"dataset '{component.label}' returned "
-                    f"{type(data).__name__}, not benchmark.specs.Dataset"
-                )
-            for split_name in ("train", "test"):
-                split: Split = getattr(data, split_name)
-                if split.x.dtype != torch.float32 or split.x.ndim != 4:
-                    raise ContractError(
-                        f"dataset '{component.label}' {split_name}.x must be "
-                        f"float32 (N, C, H, W), got {split.x.dtype} "
-                        f"{tuple(split.x.shape)}"
-                    )
-            self._datasets[key] = data
-        return self._datasets[key]
-
-    def _trained_model(
-        self, job: Job, dataset: Dataset, data: Split | None = None, seed: int | None = None
-    ) -> tuple[torch.nn.Module, str]:
-        """The job's model trained by its debiaser: from memory, from the cache, or trained."""
-        seed = job.seed if seed is None else seed
-        fingerprint = "" if data is None else tensor_fingerprint(data.x, data.y, data.groups)
-        key = training_key(job.dataset, job.model, job.debiaser, seed, fingerprint)
-        if self._model_memo is not None and self._model_memo[0] == key:
-            return self._model_memo[1], "hit"
-        seed_everything(seed)
-        model = self._build_model(job, dataset)
-        if self.cache.has("models", key):
-            model.load_state_dict(self.cache.load("models", key))
-            status = "hit"
-            self._summary.model_cache_hits += 1
-        else:
-            debiaser = job.debiaser
-            trained = debiaser.spec.factory(
-                model, data if data is not None else dataset.train, seed=seed, **debiaser.params
-            )
-            if not isinstance(trained, torch.nn.Module):
-                raise ContractError(
-                    f"debiaser '{debiaser.label}' returned "
-                    f"{type(trained).__name__}, not a torch.nn.Module"
-                )
-            model = trained
-            self.cache.save(
-                "models",
-                key,
-                model.state_dict(),
-                meta={
-                    "dataset": job.dataset.identity(),
-                    "model": job.model.identity(),
-                    "debiaser": debiaser.identity(),
-                    "seed": seed,
-                    "data": fingerprint,
-                },
-            )
-            status = "trained"
-            self._summary.models_trained += 1
-        model.eval()
-        check_logits(model, dataset, job.model.label)
-        if data is None:
-            self._model_memo = (key, model)
-        return model, status
-
-    def _build_model(self, job: Job, dataset: Dataset) -> torch.nn.Module:
-        model = job.model.spec.factory(dataset.num_classes, dataset.input_shape, **job.model.params)
-        if not isinstance(model, torch.nn.Module):
-            raise ContractError(
-                f"model '{job.model.label}' returned {type(model).__name__}, not a torch.nn.Module"
-            )
-        prepare = job.debiaser.spec.prepare
-        if prepare is not None:
-            model = prepare(model, dataset.num_classes, **job.debiaser.params)
-        return model
-
-    def _evaluate(self, job: Job, dataset: Dataset, model: torch.nn.Module) -> Evaluation:
-        def retrain(split: Split, *, seed: int | None = None) -> torch.nn.Module:
-            return self._trained_model(job, dataset, data=split, seed=seed)[0]
-
-        explain: Callable[..., torch.Tensor] | None = None
-        if job.explainer is not None:
-            explain = self._explainer(job)
-        context = EvaluationContext(
-            dataset=dataset,
-            model=model,
-            model_spec=job.model.spec,
-            seed=job.seed,
-            train=retrain,
-            explain=explain,
-            explainer_spec=job.explainer.spec if job.explainer else None,
-            cache_dir=str(self.cache.root),
-        )
-        seed_everything(job.seed)
-        evaluation = job.evaluator.spec.factory(context, **job.evaluator.params)
-        if not isinstance(evaluation, Evaluation):
-            raise ContractError(
-                f"evaluator '{job.evaluator.label}' returned "
-                f"{type(evaluation).__name__}, not benchmark.specs.Evaluation"
-            )
-        try:
-            evaluation.check()
-        except ValueError as exc:
-            raise ContractError(f"evaluator '{job.evaluator.label}': {exc}") from None
-        return evaluation
-
-    def _explainer(self, job: Job) -> Callable[..., torch.Tensor]:
-        """The job's explainer, contract-checked and cached per (model, explainer, inputs)."""
-        explainer = job.explainer
-        assert explainer is not None
-
-        layer = job.model.spec.target_layer if explainer.spec.uses_target_layer else ""
-
-        def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            key = digest(
-                {
-                    "model": tensor_fingerprint(*model.state_dict().values()),
-                    "explainer": explainer.identity(),
-                    "layer": layer,
-                    "inputs": tensor_fingerprint(x, target),
-                }
-            )
-            if self.cache.has("attributions", key):
-                return self.cache.load("attributions", key)
-            model.eval()
-            params = dict(explainer.params)
-            if explainer.spec.uses_target_layer and "target_layer" not in params:
-                if not job.model.spec.target_layer:
-                    raise ContractError(
-                        f"explainer '{explainer.label}' needs a target layer, but model "
-                        f"'{job.model.label}' declares none (ModelSpec.target_layer)"
-                    )
-                params["target_layer"] = job.model.spec.target_layer
-            out = check_attributions(
-                explainer.spec.factory(model, x, target, **params), x, explainer.label
-            )
-            self.cache.save("attributions", key, out)
-            return out
-
-        return explain
+@contextmanager
+def _ignore_signals() -> Iterator[None]:
+    """A second Ctrl-C while workers are being stopped must not leave them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

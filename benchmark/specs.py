@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -32,8 +31,22 @@ KINDS: tuple[str, ...] = ("dataset", "model", "debiaser", "explainer", "evaluato
 Direction = Literal["higher", "lower"]
 
 
+class FrozenDict(dict):
+    """A read-only dict that pickles (``MappingProxyType`` does not, and specs travel to worker
+    processes): a plugin's default parameters cannot be changed behind the cache's back."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("spec mappings are read-only; pass changed values in the suite instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return (type(self), (dict(self),))
+
+
 def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
+    return FrozenDict(mapping or {})
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,10 @@ class EvaluatorSpec(ComponentSpec):
     ``evaluator``), ``seed`` and ``arrays`` (the job's stored arrays). Figures are thus
     regenerated from stored records only, like the tables, and can compare every row of the
     leaderboard in one plot (ROAR curves of all explainers against the random baseline)."""
+    retrains: Callable[[Mapping[str, Any]], int] | None = None
+    """Optional ``retrains(params) -> int``: how many models one job of this evaluator trains
+    through ``context.train`` (ROAR: thresholds x retrain seeds). ``bench plan`` shows it, so
+    a suite's real cost is visible before it runs. A module-level function: specs travel."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -146,6 +163,26 @@ class SuiteSpec:
     distribution: str = ""
 
 
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A way to run jobs (``serial``, ``process``, ``ray``, or a third party's Slurm).
+
+    ``factory(settings: ExecutorSettings, registry: Registry) -> Executor`` (both in
+    ``benchmark.executors``);
+    see ``benchmark/executors/base.py`` for what an executor must guarantee.
+    """
+
+    kind: ClassVar[str] = "executor"
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    isolated: bool = True
+    """Whether jobs run outside the coordinator's process, so a time limit and a dying job
+    become failed rows. Only an isolated executor may be the default."""
+    plugin: str = ""
+    distribution: str = ""
+
+
 SPEC_TYPES: dict[str, type] = {
     "dataset": DatasetSpec,
     "model": ModelSpec,
@@ -153,6 +190,7 @@ SPEC_TYPES: dict[str, type] = {
     "explainer": ExplainerSpec,
     "evaluator": EvaluatorSpec,
     "suite": SuiteSpec,
+    "executor": ExecutorSpec,
 }
 
 
@@ -245,3 +283,6 @@ class EvaluationContext:
     explainer_spec: ExplainerSpec | None = None
     cache_dir: str = ""
     """A directory evaluators may use for their own content-addressed artifacts."""
+    device: Any = "cpu"
+    """The job's ``torch.device``: ``model`` and the dataset's tensors are already on it; put
+    anything you create there too, and bring numbers back with ``.cpu()``."""

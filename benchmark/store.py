@@ -5,11 +5,21 @@ and its metrics are replaced in the same transaction: a run killed at any moment
 finished job complete and no job half-written, and running the suite again adds only what is
 missing, never a duplicate (DomainBed marks done jobs on disk for the same reason; we use
 transactions instead of marker files).
+
+A failed attempt never replaces a good result: it is kept in ``attempts`` and counted on the
+job's row, and the good numbers stay what the leaderboard shows. Each metric is stored with
+the direction its evaluator declared when it ran, and each job with its device, thread count
+and worker, so a leaderboard can be rebuilt from the store alone.
+
+Only the coordinator writes; a file that is not a readable store is a ``BenchInputError``
+naming it and the way out, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -18,7 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.planner import Job
+from benchmark.errors import BenchInputError
+from benchmark.records import Job, Outcome, jsonable
 from benchmark.specs import KINDS
 
 DEFAULT_PATH = Path(".bench") / "results.sqlite"
@@ -38,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
   started_at TEXT NOT NULL,
   finished_at TEXT,
   status TEXT NOT NULL DEFAULT 'running',
-  n_jobs INTEGER, n_ran INTEGER, n_cached INTEGER, n_failed INTEGER
+  n_jobs INTEGER, n_ran INTEGER, n_cached INTEGER, n_failed INTEGER,
+  pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
   job_key TEXT PRIMARY KEY,
@@ -49,13 +61,26 @@ CREATE TABLE IF NOT EXISTS jobs (
   error TEXT,
   duration_s REAL,
   model_cache TEXT,
-  finished_at TEXT NOT NULL
+  finished_at TEXT NOT NULL,
+  device TEXT, threads INTEGER, worker TEXT,
+  models_trained INTEGER, model_cache_hits INTEGER,
+  failed_attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS metrics (
   job_key TEXT NOT NULL REFERENCES jobs(job_key) ON DELETE CASCADE,
   metric TEXT NOT NULL,
   value REAL NOT NULL,
+  direction TEXT,
   PRIMARY KEY (job_key, metric)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+  attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_key TEXT NOT NULL,
+  run_id INTEGER,
+  error TEXT,
+  duration_s REAL,
+  device TEXT, threads INTEGER, worker TEXT,
+  finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS arrays (
   job_key TEXT NOT NULL REFERENCES jobs(job_key) ON DELETE CASCADE,
@@ -63,25 +88,42 @@ CREATE TABLE IF NOT EXISTS arrays (
   value TEXT NOT NULL,
   PRIMARY KEY (job_key, name)
 );
-CREATE VIEW IF NOT EXISTS results AS
-  SELECT jobs.*, metrics.metric, metrics.value
+"""
+RESULTS_VIEW = """
+DROP VIEW IF EXISTS results;
+CREATE VIEW results AS
+  SELECT jobs.*, metrics.metric, metrics.value, metrics.direction
   FROM jobs LEFT JOIN metrics USING (job_key);
 """
+
+
+ADDED_COLUMNS = {
+    "runs": ["pid INTEGER", "host TEXT"],
+    "jobs": [
+        "device TEXT",
+        "threads INTEGER",
+        "worker TEXT",
+        "models_trained INTEGER",
+        "model_cache_hits INTEGER",
+        "failed_attempts INTEGER NOT NULL DEFAULT 0",
+    ],
+    "metrics": ["direction TEXT"],
+}
+"""Columns added since the first store format: added in place to an older store."""
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _jsonable(value: Any) -> Any:
-    """Arrays from numpy / torch as nested lists so they can be stored as JSON."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Store:
@@ -90,11 +132,27 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._conn:
-            self._conn.executescript(SCHEMA)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._conn:
+                self._conn.executescript(SCHEMA)
+                self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise BenchInputError(
+                f"not a readable results store ({exc}); move it aside to start a new store, "
+                "or pass --store to use another file",
+                where=str(self.path),
+            ) from None
+
+    def _migrate(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._conn.executescript(RESULTS_VIEW)
 
     def close(self) -> None:
         self._conn.close()
@@ -119,7 +177,7 @@ class Store:
         with self._conn:
             cursor = self._conn.execute(
                 "INSERT INTO runs (suite, suite_version, suite_source, config_hash, versions,"
-                " machine, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " machine, started_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     suite,
                     suite_version,
@@ -128,20 +186,48 @@ class Store:
                     json.dumps(versions, sort_keys=True),
                     json.dumps(machine, sort_keys=True),
                     _now(),
+                    os.getpid(),
+                    platform.node(),
                 ),
             )
         return int(cursor.lastrowid)
 
+    def mark_abandoned_runs(self) -> list[tuple[int, str]]:
+        """Runs left ``running`` by a coordinator of this host that no longer exists (``kill
+        -9``, a power cut) become ``killed``; returns ``(run_id, status)`` of those marked.
+        Runs of other hosts, or of a live process, are left alone: they may still be going."""
+        rows = self._conn.execute(
+            "SELECT run_id, pid, host FROM runs WHERE status='running'"
+        ).fetchall()
+        here = platform.node()
+        marked = [
+            (run_id, "killed")
+            for run_id, pid, host in rows
+            if pid is None or (host == here and not _pid_alive(int(pid)))
+        ]
+        with self._conn:
+            self._conn.executemany(
+                "UPDATE runs SET status='killed' WHERE run_id=?", [(r,) for r, _ in marked]
+            )
+        return marked
+
     def finish_run(
-        self, run_id: int, n_jobs: int, n_ran: int, n_cached: int, n_failed: int
+        self,
+        run_id: int,
+        n_jobs: int,
+        n_ran: int,
+        n_cached: int,
+        n_failed: int,
+        status: str | None = None,
     ) -> None:
+        """Close a run: ``finished``, ``failed`` (some jobs failed) or the given status."""
         with self._conn:
             self._conn.execute(
                 "UPDATE runs SET finished_at=?, status=?, n_jobs=?, n_ran=?, n_cached=?,"
                 " n_failed=? WHERE run_id=?",
                 (
                     _now(),
-                    "failed" if n_failed else "finished",
+                    status or ("failed" if n_failed else "finished"),
                     n_jobs,
                     n_ran,
                     n_cached,
@@ -152,53 +238,85 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def record(
-        self,
-        run_id: int,
-        job: Job,
-        status: str,
-        metrics: dict[str, float] | None = None,
-        arrays: dict[str, Any] | None = None,
-        error: str = "",
-        duration_s: float = 0.0,
-        model_cache: str = "",
-    ) -> None:
-        """Write one job's outcome atomically, replacing any earlier attempt of the same job."""
+    def record(self, run_id: int, job: Job, outcome: Outcome) -> str:
+        """Write one job's outcome atomically; returns what happened to the stored row:
+        ``written``, or ``kept`` when a failed attempt met a good stored result (the failure
+        is kept in ``attempts`` and counted, the good numbers stay)."""
+        with self._conn:  # one transaction: all of the job or none of it
+            if outcome.status == "failed":
+                self._conn.execute(
+                    "INSERT INTO attempts (job_key, run_id, error, duration_s, device, threads,"
+                    " worker, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.key,
+                        run_id,
+                        outcome.error,
+                        outcome.duration_s,
+                        outcome.device,
+                        outcome.threads,
+                        outcome.worker,
+                        _now(),
+                    ),
+                )
+                stored = self._conn.execute(
+                    "SELECT status FROM jobs WHERE job_key=?", (job.key,)
+                ).fetchone()
+                if stored is not None and stored[0] == "ok":
+                    self._conn.execute(
+                        "UPDATE jobs SET failed_attempts = failed_attempts + 1 WHERE job_key=?",
+                        (job.key,),
+                    )
+                    return "kept"
+            self._write_job(run_id, job, outcome)
+        return "written"
+
+    def _write_job(self, run_id: int, job: Job, outcome: Outcome) -> None:
+        previous = self._conn.execute(
+            "SELECT failed_attempts FROM jobs WHERE job_key=?", (job.key,)
+        ).fetchone()
         row: dict[str, Any] = {
             "job_key": job.key,
             "run_id": run_id,
             "seed": job.seed,
-            "status": status,
-            "error": error or None,
-            "duration_s": duration_s,
-            "model_cache": model_cache or None,
+            "status": outcome.status,
+            "error": outcome.error or None,
+            "duration_s": outcome.duration_s,
+            "model_cache": outcome.model_cache or None,
             "finished_at": _now(),
+            "device": outcome.device or None,
+            "threads": outcome.threads or None,
+            "worker": outcome.worker or None,
+            "models_trained": outcome.models_trained,
+            "model_cache_hits": outcome.model_cache_hits,
+            "failed_attempts": (previous[0] or 0) if previous else 0,
         }
         for kind in KINDS:
             comp = getattr(job, kind)
             row[kind] = comp.label if comp else None
-            row[f"{kind}_name"] = comp.spec.name if comp else None
-            row[f"{kind}_version"] = comp.spec.version if comp else None
+            row[f"{kind}_name"] = comp.name if comp else None
+            row[f"{kind}_version"] = comp.version if comp else None
             row[f"{kind}_params"] = json.dumps(comp.params, sort_keys=True) if comp else None
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self._conn:  # one transaction: all of the job or none of it
-            self._conn.execute("DELETE FROM metrics WHERE job_key=?", (job.key,))
-            self._conn.execute("DELETE FROM arrays WHERE job_key=?", (job.key,))
-            self._conn.execute(
-                f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})", tuple(row.values())
-            )
-            self._conn.executemany(
-                "INSERT INTO metrics (job_key, metric, value) VALUES (?, ?, ?)",
-                [(job.key, name, float(value)) for name, value in (metrics or {}).items()],
-            )
-            self._conn.executemany(
-                "INSERT INTO arrays (job_key, name, value) VALUES (?, ?, ?)",
-                [
-                    (job.key, name, json.dumps(_jsonable(value)))
-                    for name, value in (arrays or {}).items()
-                ],
-            )
+        self._conn.execute("DELETE FROM metrics WHERE job_key=?", (job.key,))
+        self._conn.execute("DELETE FROM arrays WHERE job_key=?", (job.key,))
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})", tuple(row.values())
+        )
+        self._conn.executemany(
+            "INSERT INTO metrics (job_key, metric, value, direction) VALUES (?, ?, ?, ?)",
+            [
+                (job.key, name, float(value), outcome.directions.get(name))
+                for name, value in outcome.metrics.items()
+            ],
+        )
+        self._conn.executemany(
+            "INSERT INTO arrays (job_key, name, value) VALUES (?, ?, ?)",
+            [
+                (job.key, name, json.dumps(jsonable(value)))
+                for name, value in outcome.arrays.items()
+            ],
+        )
 
     def done_keys(self, keys: Iterable[str]) -> set[str]:
         """Keys among ``keys`` whose job finished successfully (failed jobs are retried)."""
@@ -227,6 +345,10 @@ class Store:
     def jobs(self) -> pd.DataFrame:
         """One row per job (status, error, duration, components)."""
         return pd.read_sql_query("SELECT * FROM jobs ORDER BY job_key", self._conn)
+
+    def attempts(self) -> pd.DataFrame:
+        """Every failed attempt, including those that did not replace a good result."""
+        return pd.read_sql_query("SELECT * FROM attempts ORDER BY attempt_id", self._conn)
 
     def runs(self) -> pd.DataFrame:
         """One row per ``bench run`` invocation, newest last."""

@@ -21,8 +21,6 @@ does not know) and the field, with a did-you-mean suggestion where one exists.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import BenchInputError
+from benchmark.records import digest
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
 
@@ -58,6 +57,9 @@ class ComponentRef(_Strict):
     """Overrides of the component's default parameters."""
     label: str | None = None
     """Display name, to tell apart two entries of one component with different params."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Time limit in seconds for jobs with this component (the longest of a job's
+    components wins; ``bench run --job-timeout`` overrides)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +107,8 @@ class SuiteModel(_Strict):
     evaluators: list[ComponentRef] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     leaderboard: LeaderboardDef
+    job_timeout_s: float | None = Field(default=None, gt=0)
+    """Default time limit of each job in seconds, training included (default 2 h)."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -126,6 +130,7 @@ class Component:
     spec: ComponentSpec
     params: dict[str, Any]
     label: str
+    timeout_s: float | None = None
 
     @property
     def kind(self) -> str:
@@ -168,12 +173,6 @@ class Suite:
         payload = {kind: [c.identity() for c in comps] for kind, comps in self.components.items()}
         payload["seeds"] = self.model.seeds
         return digest(payload)
-
-
-def digest(payload: Any) -> str:
-    """Stable short hash of JSON-able data (sorted keys), used for every content address."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,7 +320,9 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                         line=_line_of(node, [*where_loc, "params", bad]),
                     )
                 params = {**spec.params, **ref.params}
-                resolved.append(Component(spec, params, ref.label or spec.name))
+                resolved.append(
+                    Component(spec, params, ref.label or spec.name, timeout_s=ref.timeout_s)
+                )
         labels = [c.label for c in resolved]
         duplicates = sorted({lbl for lbl in labels if labels.count(lbl) > 1})
         if duplicates:

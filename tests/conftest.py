@@ -68,3 +68,23 @@ def bench(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+EXECUTORS = ("serial", "process", "ray")
+"""Every built-in executor: the runner's contract tests run under each."""
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (starting Ray costs seconds), two CPUs like
+    this machine; its workers find the tests' plugin modules through PYTHONPATH."""
+    ray = pytest.importorskip("ray", reason="Ray is installed by the test extra")
+    paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}},
+    )
+    yield ray
+    ray.shutdown()

@@ -37,13 +37,17 @@ def _count_jobs(db):
 
 
 @pytest.mark.slow
-def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path):
+@pytest.mark.parametrize(
+    "executor", [["--executor", "serial"], ["-j", "2"], ["--executor", "ray", "-j", "2"]]
+)
+def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path, executor):
     suite = tmp_path / "resume.yaml"
     suite.write_text(RESUME_SUITE)
     db = tmp_path / ".bench" / "results.sqlite"
     env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_HOME": str(tmp_path / ".bench")}
+    command = ["run", "--suite", str(suite), "--no-progress", "--threads", "1", *executor]
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmark", "run", "--suite", str(suite), "--no-progress"],
+        [sys.executable, "-m", "benchmark", *command],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -59,16 +63,17 @@ def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path):
     done_before = _count_jobs(db)
     assert 3 <= done_before < 8
 
-    result = bench("run", "--suite", str(suite), "--no-progress", cwd=tmp_path)
+    result = bench(*command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"{8 - done_before} run, {done_before} cache hits" in result.stderr
+    assert "never finished; marked killed" in result.stderr
     with sqlite3.connect(db) as conn:
         jobs = pd.read_sql_query("SELECT * FROM jobs", conn)
         results = pd.read_sql_query("SELECT * FROM results", conn)
         runs = pd.read_sql_query("SELECT * FROM runs", conn)
     assert len(jobs) == 8 and set(jobs["status"]) == {"ok"}
     assert len(results) == 8 * 5 and not results.duplicated(["job_key", "metric"]).any()
-    assert list(runs["status"]) == ["running", "finished"]  # the killed run never finished
+    assert list(runs["status"]) == ["killed", "finished"]  # marked when the next run started
     board = (tmp_path / "leaderboards" / "resume" / "README.md").read_text()
     assert board.count("(n=4)") == 2 * 5
     assert not re.search(r"\*missing \d|\*\*FAILED \d", board)

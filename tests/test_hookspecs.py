@@ -17,6 +17,7 @@ def test_all_expected_hooks_exist():
     for kind in ("datasets", "models", "debiasers", "explainers", "evaluators", "suites"):
         assert f"bench_register_{kind}" in names
     assert {"bench_run_started", "bench_job_finished", "bench_run_finished"} <= names
+    assert "bench_register_executors" in names
 
 
 def test_every_hook_is_prefixed_documented_and_typed():
@@ -32,12 +33,12 @@ def test_every_hook_is_prefixed_documented_and_typed():
 
 
 def _type_namespace():
-    from benchmark import planner, runner, specs
+    from benchmark import records, specs
 
     return {
         **vars(specs),
-        "Job": planner.Job,
-        "Plan": planner.Plan,
-        "JobOutcome": runner.JobOutcome,
-        "RunSummary": runner.RunSummary,
+        "Job": records.Job,
+        "Plan": records.Plan,
+        "Outcome": records.Outcome,
+        "RunSummary": records.RunSummary,
     }

@@ -37,6 +37,7 @@ def run_suite(registry, tmp_path, text=SUITE, seeds_to_run=None):
         store,
         ArtifactCache(tmp_path / "c"),
         show_progress=False,
+        executor="serial",
         console=Console(quiet=True),
     ).run(partial)
     return plan, store

@@ -494,6 +494,7 @@ def test_a_suite_runs_quantus_metrics_through_the_runner(tmp_path):
             Store(tmp_path / "r.sqlite"),
             ArtifactCache(tmp_path / "cache"),
             show_progress=False,
+            executor="serial",
             console=Console(quiet=True),
         )
         return runner.run(plan)

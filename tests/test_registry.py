@@ -133,7 +133,14 @@ def test_disable_and_allow_list(tmp_path, fake_site):
     plugins = {p["name"]: p["status"] for p in listing["plugins"]}
     assert plugins["goodthing"] == "loaded"
     assert plugins["builtin_models"] == "disabled"
-    assert [c["name"] for c in listing["components"]] == ["third-party-linear"]
+    components = [c["name"] for c in listing["components"] if c["kind"] != "executor"]
+    assert components == ["third-party-linear"]
+    # the core's executors are registered whatever the allow-list says: without one, nothing runs
+    assert {c["name"] for c in listing["components"] if c["kind"] == "executor"} == {
+        "process",
+        "serial",
+        "ray",
+    }
 
 
 def test_strict_mode_cli_exits_2_naming_the_plugin(tmp_path, fake_site):

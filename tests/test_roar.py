@@ -209,6 +209,7 @@ def test_retrains_go_through_the_model_cache(tmp_path):
             ArtifactCache(tmp_path / "cache"),
             rerun=rerun,
             show_progress=False,
+            executor="serial",
             console=Console(quiet=True),
         )
         return runner.run(plan)

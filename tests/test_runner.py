@@ -1,4 +1,5 @@
-"""Runner: determinism, model cache, resume from the store, per-job isolation, reporter hooks."""
+"""Runner contracts, for every built-in executor: determinism, model cache, resume from the
+store, per-job isolation, failures that never replace good results, reporter hooks."""
 
 import textwrap
 import types
@@ -14,6 +15,7 @@ from benchmark.registry import Registry
 from benchmark.runner import Runner
 from benchmark.store import Store
 from tests import toy_plugin
+from tests.conftest import EXECUTORS
 
 SUITE = """\
 name: runner-test
@@ -34,14 +36,25 @@ def make_plan(registry, text=SUITE):
     return planner.expand(suite_module.parse(textwrap.dedent(text), "s.yaml", registry))
 
 
-def run(registry, tmp_path, plan, **kwargs):
+@pytest.fixture(params=EXECUTORS)
+def executor(request):
+    """Each contract test runs under serial, process (2 workers) and Ray (2 workers)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    return request.param
+
+
+def run(registry, tmp_path, plan, executor="serial", **kwargs):
     store = Store(tmp_path / "results.sqlite")
+    kwargs.setdefault("jobs", 1 if executor == "serial" else 2)
+    kwargs.setdefault("threads", 1)
     runner = Runner(
         registry,
         store,
         ArtifactCache(tmp_path / "cache"),
         console=Console(quiet=True),
         show_progress=False,
+        executor=executor,
         **kwargs,
     )
     summary = runner.run(plan)
@@ -54,9 +67,9 @@ def metric_values(store):
     return ok.set_index(["job_key", "metric"])["value"].sort_index()
 
 
-def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path):
+def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path, executor):
     plan = make_plan(toy_registry)
-    summary, store = run(toy_registry, tmp_path, plan)
+    summary, store = run(toy_registry, tmp_path, plan, executor)
     assert summary.total == len(plan.jobs) == 2 * 5
     jobs = store.jobs().set_index(["evaluator", "explainer", "seed"], drop=False)
     for seed in (0, 1):
@@ -71,22 +84,27 @@ def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path):
     assert (accuracy > 0.9).all()  # the toy task is easy: real training happened
 
 
-def test_same_run_twice_gives_identical_numbers(toy_registry, tmp_path):
+def test_same_run_twice_gives_identical_numbers(toy_registry, tmp_path, executor):
     plan = make_plan(toy_registry, CLEAN)
-    _, first = run(toy_registry, tmp_path / "a", plan)
-    _, second = run(toy_registry, tmp_path / "b", plan)  # fresh cache: retrains
+    _, first = run(toy_registry, tmp_path / "a", plan, executor)
+    _, second = run(toy_registry, tmp_path / "b", plan, executor)  # fresh cache: retrains
     pd.testing.assert_series_equal(metric_values(first), metric_values(second))
     assert len(metric_values(first)) == 4  # (accuracy + mass) x 2 seeds
+    # and bit-identical to a serial run at the same thread count
+    _, serial = run(toy_registry, tmp_path / "serial", plan, "serial", threads=1)
+    pd.testing.assert_series_equal(metric_values(first), metric_values(serial))
+    jobs = first.jobs()
+    assert set(jobs["threads"]) == {1} and set(jobs["device"]) == {"cpu"}
 
 
-def test_rerun_skips_stored_jobs_and_trains_nothing(toy_registry, tmp_path):
+def test_rerun_skips_stored_jobs_and_trains_nothing(toy_registry, tmp_path, executor):
     plan = make_plan(toy_registry, CLEAN)
-    first, store = run(toy_registry, tmp_path, plan)
+    first, store = run(toy_registry, tmp_path, plan, executor)
     before = metric_values(store)
     store.close()
-    again, store = run(toy_registry, tmp_path, plan)
+    again, store = run(toy_registry, tmp_path, plan, executor)
     assert (again.ran, again.cached, again.models_trained) == (0, first.total, 0)
-    forced, store = run(toy_registry, tmp_path, plan, rerun=True)
+    forced, store = run(toy_registry, tmp_path, plan, executor, rerun=True)
     assert forced.ran == first.total
     assert forced.models_trained == 0 and forced.model_cache_hits == 2
     pd.testing.assert_series_equal(before, metric_values(store))
@@ -94,10 +112,10 @@ def test_rerun_skips_stored_jobs_and_trains_nothing(toy_registry, tmp_path):
     assert not store.results().duplicated(["job_key", "metric"]).any()
 
 
-def test_failed_jobs_are_retried_on_the_next_run(toy_registry, tmp_path):
+def test_failed_jobs_are_retried_on_the_next_run(toy_registry, tmp_path, executor):
     plan = make_plan(toy_registry, SUITE.replace("toy-nan, toy-mass", "toy-nan"))
-    first, _ = run(toy_registry, tmp_path, plan)
-    second, _ = run(toy_registry, tmp_path, plan)
+    first, _ = run(toy_registry, tmp_path, plan, executor)
+    second, _ = run(toy_registry, tmp_path, plan, executor)
     assert first.failed == second.failed == 4
     assert second.ran == 4 and second.cached == 2
 
@@ -159,11 +177,11 @@ def _torch_threads():
     torch.set_num_threads(threads)
 
 
-def test_model_with_wrong_logit_shape_fails_its_jobs_only(toy_registry, tmp_path):
+def test_model_with_wrong_logit_shape_fails_its_jobs_only(toy_registry, tmp_path, executor):
     text = SUITE.replace("models: [toy-linear]", "models: [toy-linear, toy-wrong-width]")
     text = text.replace("toy-explode, toy-nan, toy-mass", "").replace(", ]", "]")
     text = text.replace("explainers: [toy-gradient, toy-wrong-shape]\n", "")
-    summary, store = run(toy_registry, tmp_path, make_plan(toy_registry, text))
+    summary, store = run(toy_registry, tmp_path, make_plan(toy_registry, text), executor)
     jobs = store.jobs().set_index("model")
     assert set(jobs.loc["toy-linear", "status"]) == {"ok"}
     assert set(jobs.loc["toy-wrong-width", "status"]) == {"failed"}

@@ -7,6 +7,11 @@ through a fake distribution's entry point, exactly like a third-party plugin.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+import time
+
 import torch
 
 from benchmark import (
@@ -64,6 +69,34 @@ def accuracy(context, scale: float = 1.0) -> Evaluation:
 
 def explode(context) -> Evaluation:
     raise RuntimeError("evaluator exploded on purpose")
+
+
+def sleep_forever(context, seconds: float = 3600.0) -> Evaluation:
+    """Hangs (a plugin stuck in a deadlock or an endless loop)."""
+    time.sleep(seconds)
+    return Evaluation({"x": 1.0})
+
+
+def segfault(context) -> Evaluation:
+    """Crashes the interpreter in native code, as a buggy C extension would."""
+    ctypes.string_at(0)
+    return Evaluation({"x": 1.0})
+
+
+def hard_exit(context) -> Evaluation:
+    os._exit(1)
+
+
+def soft_exit(context) -> Evaluation:
+    sys.exit(0)
+
+
+def keyboard(context) -> Evaluation:
+    raise KeyboardInterrupt("raised by plugin code")
+
+
+def huge_error(context) -> Evaluation:
+    raise ValueError("x" * 5_000_000)
 
 
 def not_a_number(context) -> Evaluation:
@@ -185,6 +218,21 @@ def bench_register_evaluators(register):
     )
     register(EvaluatorSpec("toy-explode", explode, version="1", directions={"x": "higher"}))
     register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
+    # fault injection: hangs and crashes that only an isolated worker survives
+    register(
+        EvaluatorSpec(
+            "toy-sleep",
+            sleep_forever,
+            version="1",
+            params={"seconds": 3600.0},
+            directions={"x": "higher"},
+        )
+    )
+    register(EvaluatorSpec("toy-segfault", segfault, version="1", directions={"x": "higher"}))
+    register(EvaluatorSpec("toy-os-exit", hard_exit, version="1", directions={"x": "higher"}))
+    register(EvaluatorSpec("toy-sys-exit", soft_exit, version="1", directions={"x": "higher"}))
+    register(EvaluatorSpec("toy-keyboard", keyboard, version="1", directions={"x": "higher"}))
+    register(EvaluatorSpec("toy-huge-error", huge_error, version="1", directions={"x": "higher"}))
     register(
         EvaluatorSpec(
             "toy-mass",

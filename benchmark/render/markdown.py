@@ -134,6 +134,39 @@ def _rank_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _conditions(lb: Leaderboard) -> list[str]:
+    """Under which device and thread count the shown jobs ran; a warning when they differ,
+    since numbers at the last bits depend on both."""
+    lines = []
+    conditions = lb.conditions
+    if len(conditions):
+        listed = ", ".join(
+            f"{row['jobs']} job(s) on {row['device']} with "
+            + (
+                "unrecorded threads"
+                if pd.isna(row["threads"])
+                else f"{int(row['threads'])} thread(s)"
+            )
+            for _, row in conditions.iterrows()
+        )
+        if len(conditions) > 1:
+            lines += [
+                f"**Mixed conditions:** {listed}. Rows made on different devices or thread "
+                "counts can differ in the last digits for that reason alone.",
+                "",
+            ]
+        else:
+            lines += [f"Conditions: {listed}.", ""]
+    if lb.kept_after_failure:
+        lines += [
+            f"{lb.kept_after_failure} job(s) show a stored good result although a later "
+            "attempt failed (`bench` never replaces a good result with a failure; the store's "
+            "`attempts` table has the errors).",
+            "",
+        ]
+    return lines
+
+
 def render(
     lb: Leaderboard,
     columns: list[str] | None = None,
@@ -178,13 +211,16 @@ def render(
         last = lb.runs.iloc[-1]
         versions = json.loads(last["versions"])
         machine = json.loads(last["machine"])
+        cpu = machine.get("cpu") or machine["processor"]
+        executor = f", executor {machine['executor']}" if machine.get("executor") else ""
         parts += [
             "## Provenance",
             "",
             f"Results produced by run {', '.join(str(r) for r in lb.runs['run_id'])} of the "
             f"store; the latest started {last['started_at']} on {machine['platform']} "
-            f"({machine['processor']}, {machine['torch_threads']} torch threads).",
+            f"({cpu}, {machine['torch_threads']} torch threads per worker{executor}).",
             "",
+            *_conditions(lb),
             "Versions (latest run): "
             + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
             + ".",

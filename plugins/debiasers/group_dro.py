@@ -67,7 +67,7 @@ class GroupDROLoss:
             raise ValueError(f"step_size must be non-negative, got {step_size!r}")
         if not adjustment >= 0:
             raise ValueError(f"adjustment must be non-negative, got {adjustment!r}")
-        counts = group_counts.double()
+        counts = group_counts.detach().double().cpu()
         if (counts <= 0).any():
             raise ValueError("every group needs at least one training sample")
         self.num_groups = len(counts)
@@ -102,7 +102,8 @@ def train_group_dro(
     """Train ``model`` on the online group-DRO loss; returns it in eval mode. Raises
     ``ValueError`` when ``data`` has no groups."""
     groups = require_groups(data, "group-dro")
-    cells = cell_ids(data.y, groups, cell)
+    # bookkeeping on the CPU, where q lives; each batch's cell ids go to the loss's device
+    cells = cell_ids(data.y.cpu(), groups.cpu(), cell)
     objective = GroupDROLoss(torch.bincount(cells), step_size, adjustment)
 
     def step(batch: Batch) -> torch.Tensor:

@@ -43,6 +43,7 @@ from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
 from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from plugins.devices import forked_rng
 from plugins.models.bottleneck import classifier_path, forward_with_features
 
 _STREAM = 0x12E7E  # separates the privacy head's initialisation from the job's other streams
@@ -70,10 +71,10 @@ def _privacy_head(model: nn.Module, num_groups: int, seed: int) -> nn.Linear:
     """A linear head from the bottleneck to the bias labels, initialised from ``seed``."""
     width = model.get_submodule(classifier_path(model)).in_features
     state = np.random.SeedSequence([seed, _STREAM]).generate_state(1)[0]
-    with torch.random.fork_rng(devices=[]):
+    parameter = next(model.parameters())
+    with forked_rng(parameter.device):  # drawn on the CPU: the same head on every device
         torch.manual_seed(int(state))
         head = nn.Linear(width, num_groups)
-    parameter = next(model.parameters())
     return head.to(device=parameter.device, dtype=parameter.dtype)
 
 

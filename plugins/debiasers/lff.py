@@ -47,6 +47,7 @@ from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
 from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from plugins.devices import initialise_on_cpu
 
 _STREAM = 0x1FF  # separates the biased model's initialisation from the job's other streams
 
@@ -109,16 +110,17 @@ def reinitialised_copy(model: nn.Module, seed: int) -> nn.Module:
     """A deep copy of ``model`` with every layer's parameters re-drawn from ``seed``.
 
     Layers re-draw through their own ``reset_parameters`` (PyTorch's default initialisation),
-    under a forked RNG so the caller's random state is left as it was.
+    under a forked RNG so the caller's random state is left as it was, and on the CPU, so a
+    model on a GPU gets the same biased copy as on the CPU; the copy stays on the model's device.
     """
-    clone = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+
+    def reset_all(clone: nn.Module) -> None:
         for module in clone.modules():
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
-    return clone
+
+    return initialise_on_cpu(copy.deepcopy(model), seed, reset_all)
 
 
 def train_lff(

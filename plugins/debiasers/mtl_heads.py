@@ -88,7 +88,9 @@ def prepare_mtl_heads(
     """Replace the final linear layer of ``model`` (in place) by ``heads`` linear heads and
     attach ``head_logits``. Other debiaser parameters are accepted and ignored."""
     old = model.get_submodule(classifier_path(model))
-    replace_classifier(model, MultiHeadClassifier(old.in_features, num_classes, heads))
+    # drawn on the CPU like the rest of the model, then put where the old classifier was
+    head = MultiHeadClassifier(old.in_features, num_classes, heads)
+    replace_classifier(model, head.to(device=old.weight.device, dtype=old.weight.dtype))
     # A method on the instance, not a wrapper module: submodule paths (CAM target layers) and
     # the rest of the architecture stay exactly as the model author named them.
     model.head_logits = types.MethodType(_head_logits, model)

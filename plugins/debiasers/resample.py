@@ -48,7 +48,8 @@ def train_resample(
     """Cross-entropy on cell-balanced batches drawn with replacement; returns the model in eval
     mode."""
     groups = require_groups(data, "resample")
-    weights = inverse_frequency_weights(cell_ids(data.y, groups, cell))
+    # on the CPU: the same weights (and, for resampling, the same draws) on every device
+    weights = inverse_frequency_weights(cell_ids(data.y.cpu(), groups.cpu(), cell))
 
     def step(batch: Batch) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch.x), batch.y)

@@ -79,7 +79,8 @@ def train_reweight(
     """Weighted cross-entropy with inverse cell-frequency weights; returns the model in eval
     mode. Raises ``ValueError`` when ``data`` has no groups."""
     groups = require_groups(data, "reweight")
-    weights = inverse_frequency_weights(cell_ids(data.y, groups, cell))
+    # on the CPU: the same weights (and, for resampling, the same draws) on every device
+    weights = inverse_frequency_weights(cell_ids(data.y.cpu(), groups.cpu(), cell))
 
     def step(batch: Batch) -> torch.Tensor:
         losses = nn.functional.cross_entropy(model(batch.x), batch.y, reduction="none")

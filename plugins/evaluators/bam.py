@@ -71,7 +71,7 @@ def region_scores(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
         raise ValueError(f"mask {tuple(mask.shape)} does not fit maps {tuple(attributions.shape)}")
     if not bool(mask.flatten(1).any(1).all()):
         raise ValueError("every image needs a non-empty object mask")
-    positive = attributions.detach().double().clamp_min(0).sum(1)
+    positive = attributions.detach().to(mask.device).double().clamp_min(0).sum(1)
     flat = positive.flatten(1)
     top = torch.quantile(flat, PERCENTILE / 100, dim=1).view(-1, 1, 1)
     bottom = flat.min(1).values.view(-1, 1, 1)
@@ -220,12 +220,11 @@ def evaluate_bam(
             f"no test image is classified correctly by the models behind {', '.join(empty)}: "
             "train longer or use more images"
         )
+    relative_change = (g_plain - g_patched).abs() / g_plain.clamp_min(1e-12)
     arrays: dict[str, Any] = {
-        "mcs_per_image": (g_object - g_scene)[contrast].tolist(),
-        "idr_per_image": (g_scene_twin - g_scene)[dependence].tolist(),
-        "iir_per_image": ((g_plain - g_patched).abs() / g_plain.clamp_min(1e-12))[
-            independence
-        ].tolist(),
+        "mcs_per_image": (g_object - g_scene)[contrast].cpu().tolist(),
+        "idr_per_image": (g_scene_twin - g_scene)[dependence].cpu().tolist(),
+        "iir_per_image": relative_change[independence].cpu().tolist(),
         "tau": tau,
     }
     return Evaluation(metrics, arrays)
@@ -271,6 +270,12 @@ def plot_bam(results: Any) -> dict[str, Any]:
     return figures
 
 
+def bam_retrains(params: dict) -> int:
+    """Up to three models: object (the job's own model when its labels are the objects), scene
+    and scene-only; every explainer of a suite shares them through the cache."""
+    return 3
+
+
 def spec() -> EvaluatorSpec:
     """The ``bam`` evaluator spec."""
     return EvaluatorSpec(
@@ -303,4 +308,5 @@ def spec() -> EvaluatorSpec:
             "patch_logit_change": "lower",
         },
         figures=plot_bam,
+        retrains=bam_retrains,
     )

@@ -84,5 +84,5 @@ def evaluate_classification(context: EvaluationContext, batch_size: int = 512) -
     """Score ``context.model`` on the test split; inference in eval mode, batched, no_grad."""
     test = context.dataset.test
     logits = predict_logits(context.model, test.x, batch_size)
-    probabilities = logits.softmax(dim=1).double().numpy()
-    return classification_metrics(test.y.numpy(), probabilities, context.dataset.num_classes)
+    probabilities = logits.softmax(dim=1).double().cpu().numpy()
+    return classification_metrics(test.y.cpu().numpy(), probabilities, context.dataset.num_classes)

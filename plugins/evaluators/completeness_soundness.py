@@ -46,15 +46,19 @@ def insertion_probabilities(
 
     Step ``s`` (1-based) shows the top ``round(s / steps * H * W)`` pixels of each image's map
     over a ``fill`` canvas; the last step is the whole image. All ``N * steps`` canvases are
-    built by broadcasting and scored in batches under ``no_grad``.
+    built by broadcasting and scored in batches under ``no_grad``, on ``x``'s device; the
+    probabilities come back on the CPU.
     """
     n, c, h, w = x.shape
-    importance = attributions.detach().double().sum(1).reshape(n, h * w)
+    device = x.device
+    importance = attributions.detach().to(device).double().sum(1).reshape(n, h * w)
     order = torch.argsort(importance, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w).expand(n, -1).contiguous())
+    rank.scatter_(1, order, torch.arange(h * w, device=device).expand(n, -1).contiguous())
     counts = torch.round(torch.arange(1, steps + 1, dtype=torch.float64) / steps * h * w).long()
-    canvas = fill.view(1, c, 1, 1).to(x.dtype)
+    counts = counts.to(device)
+    labels = labels.to(device)
+    canvas = fill.view(1, c, 1, 1).to(device=device, dtype=x.dtype)
     probabilities = torch.empty(n, steps, dtype=torch.float64)
     per_chunk = max(1, batch_size // steps)
     was_training = model.training
@@ -69,7 +73,7 @@ def insertion_probabilities(
                 logits = model(images.view(-1, c, h, w)).double()
                 probs = logits.softmax(1).view(stop - start, steps, -1)
                 index = labels[start:stop, None, None].expand(-1, steps, 1)
-                probabilities[start:stop] = probs.gather(2, index).squeeze(2)
+                probabilities[start:stop] = probs.gather(2, index).squeeze(2).cpu()
     finally:
         model.train(was_training)
     return probabilities
@@ -104,11 +108,11 @@ def evaluate_completeness_soundness(
     x = data.test.x[:n_images]
     k = data.num_classes
     fill = data.train.x.double().mean(dim=(0, 2, 3))
-    full = predict_logits(context.model, x).double().softmax(1).numpy()
+    full = predict_logits(context.model, x).double().softmax(1).cpu().numpy()
     predicted = full.argmax(1)
     auc = np.zeros((len(x), k))
     for label in range(k):
-        target = torch.full((len(x),), label, dtype=torch.long)
+        target = torch.full((len(x),), label, dtype=torch.long, device=x.device)
         maps = context.explain(context.model, x, target)
         curve = insertion_probabilities(context.model, x, maps, target, fill, steps, batch_size)
         auc[:, label] = curve.mean(1).numpy()

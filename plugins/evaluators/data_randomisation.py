@@ -33,8 +33,9 @@ PERMUTATION_SEED = 4242
 
 
 def permuted_labels(y: torch.Tensor, seed: int = PERMUTATION_SEED) -> torch.Tensor:
-    """A random permutation of ``y``: class frequencies kept, the image-label link destroyed."""
-    return y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))]
+    """A random permutation of ``y``: class frequencies kept, the image-label link destroyed.
+    Drawn on the CPU (the same permutation on every device), applied where ``y`` is."""
+    return y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)]
 
 
 def evaluate_data_randomisation(
@@ -71,10 +72,15 @@ def evaluate_data_randomisation(
     metrics["verdict"] = float(metrics[verdict_measure] < threshold)
     arrays: dict[str, Any] = {
         "per_image": {m: scores[m].tolist() for m in measures},
-        "example_maps": [original[0].sum(0).tolist(), maps[0].sum(0).tolist()],
+        "example_maps": [original[0].sum(0).cpu().tolist(), maps[0].sum(0).cpu().tolist()],
         "verdict_rule": f"{verdict_measure} < {threshold}",
     }
     return Evaluation(metrics, arrays)
+
+
+def one_retrain(params: dict) -> int:
+    """The permuted-label model (shared by every explainer of a suite through the cache)."""
+    return 1
 
 
 def spec() -> EvaluatorSpec:
@@ -95,5 +101,6 @@ def spec() -> EvaluatorSpec:
             "threshold": 0.5,
         },
         requires=frozenset({"explainer"}),
+        retrains=one_retrain,
         directions=directions,
     )

@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.devices import as_numpy
 from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIRECTIONS
 from plugins.evaluators.classification import classification_metrics
 from plugins.evaluators.predictions import predict_logits
@@ -312,18 +313,18 @@ def evaluate_fairness(
     test = context.dataset.test
     if test.groups is None:
         raise ValueError("fairness: the test split has no groups (the dataset must provide them)")
-    y = test.y.numpy()
-    groups = test.groups.numpy()
+    y = as_numpy(test.y)
+    groups = as_numpy(test.groups)
     aligned = test.extras.get("bias_aligned")
-    aligned = None if aligned is None else np.asarray(aligned, dtype=bool)
+    aligned = None if aligned is None else as_numpy(aligned).astype(bool)
     model = context.model
     logits = predict_logits(model, test.x, batch_size)
-    probabilities = logits.double().softmax(dim=1).numpy()
+    probabilities = logits.double().softmax(dim=1).cpu().numpy()
     evaluation = fairness_metrics(
         y, probabilities, groups, context.dataset.num_classes, aligned, ddof
     )
     if hasattr(model, "head_logits"):
-        heads = predict_logits(_Heads(model), test.x, batch_size).transpose(0, 1).numpy()
+        heads = predict_logits(_Heads(model), test.x, batch_size).transpose(0, 1).cpu().numpy()
         per_head = head_metrics(y, heads, groups, context.dataset.num_classes, aligned)
         evaluation.metrics |= per_head
         evaluation.arrays["head_accuracy"] = [

@@ -53,6 +53,7 @@ Quantus 0.6.0 points where these differ on purpose (all checked in the installed
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -176,8 +177,10 @@ def region_perturbation_curve(
     count = n_regions if regions is None else int(regions)
     if not 1 <= count <= n_regions:
         raise ValueError(f"regions must be between 1 and {n_regions}, got {regions}")
-    importance = torch.zeros(n, n_regions, dtype=torch.float64)
-    importance.index_add_(1, labels, pixel_importance(attributions))
+    pixels = pixel_importance(attributions)
+    labels = labels.to(pixels.device)
+    importance = torch.zeros(n, n_regions, dtype=torch.float64, device=pixels.device)
+    importance.index_add_(1, labels, pixels)
     region_rank = positions(ranking(importance))
     position = region_rank[:, labels]
     thresholds = torch.arange(count + 1, dtype=torch.int64)
@@ -190,7 +193,7 @@ def aopc(outputs: torch.Tensor) -> np.ndarray:
     """Per-image AOPC (Samek et al. 2017, eq. 12) from ``(N, L + 1)`` outputs at ``k = 0..L``:
     the mean over ``k`` of ``f(x_0) - f(x_k)`` (the ``k = 0`` term is zero)."""
     drops = outputs[:, :1] - outputs
-    return drops.mean(1).numpy()
+    return drops.mean(1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def evaluate_pixel_flipping(
         output=output,
         batch_size=batch_size,
     )
-    auc = np.trapezoid(curve.numpy(), dx=1.0 / steps, axis=1)
+    auc = np.trapezoid(curve.cpu().numpy(), dx=1.0 / steps, axis=1)
     fractions = (np.arange(1, steps + 1) / steps).tolist()
     arrays: dict[str, Any] = {
         "auc": auc.tolist(),
@@ -370,8 +373,10 @@ _BLUR = {"blur_kernel": 11, "blur_sigma": 5.0}
 
 
 def _figures(title: str, x: str, y: str, x_label: str, y_label: str) -> Any:
-    """The spec's ``figures``: mean curves per explainer (``perturbation.curve_figures``)."""
-    return lambda results: curve_figures(results, title, [(x, y, x_label, y_label)])
+    """The spec's ``figures``: mean curves per explainer (``perturbation.curve_figures``); a
+    ``functools.partial`` of a module-level function, so the spec pickles (it travels to
+    worker processes)."""
+    return functools.partial(curve_figures, title=title, panels=((x, y, x_label, y_label),))
 
 
 def specs() -> list[EvaluatorSpec]:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.devices import initialise_on_cpu
 from plugins.evaluators.predictions import predict_logits
 from plugins.evaluators.similarity import MEASURES, similarity
 
@@ -51,10 +52,9 @@ def randomisable_layers(model: nn.Module) -> list[str]:
 
 def reinitialise(model: nn.Module, name: str, seed: int) -> None:
     """Re-draw one layer's parameters with its own initialiser, reproducibly from ``seed``,
-    without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.get_submodule(name).reset_parameters()
+    without touching the global random state; drawn on the CPU, so a model on a GPU gets the
+    same randomised weights (``plugins.devices.initialise_on_cpu``)."""
+    initialise_on_cpu(model.get_submodule(name), seed, lambda layer: layer.reset_parameters())
 
 
 def explain_targets(
@@ -110,7 +110,7 @@ def evaluate_model_randomisation(
     top_down = list(reversed(layers))
     curves: dict[str, dict[str, list[float]]] = {}
     per_image: dict[str, Any] = {}
-    examples = [reference[0].sum(0).tolist()]
+    examples = [reference[0].sum(0).cpu().tolist()]
     cascade = copy.deepcopy(original).eval()
     curves["cascading"] = {m: [] for m in measures}
     for step, name in enumerate(top_down):
@@ -118,7 +118,7 @@ def evaluate_model_randomisation(
         scores, maps = compare(cascade)
         for m in measures:
             curves["cascading"][m].append(float(scores[m].mean()))
-        examples.append(maps[0].sum(0).tolist())
+        examples.append(maps[0].sum(0).cpu().tolist())
         if step == len(top_down) - 1:
             per_image["cascading_full"] = {m: scores[m].tolist() for m in measures}
     if "independent" in modes:
@@ -148,7 +148,7 @@ def evaluate_model_randomisation(
         "curves": curves,
         "per_image": per_image,
         "example_maps": examples,
-        "example_image": x[0].sum(0).tolist(),
+        "example_image": x[0].sum(0).cpu().tolist(),
         "verdict_rule": f"{verdict_measure}_cascade_mean < {threshold}",
     }
     return Evaluation(metrics, arrays)

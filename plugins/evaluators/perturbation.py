@@ -117,7 +117,7 @@ def explained_images(
     classes = resolve_target(context.model, x, test.y[:n_images], target, batch_size)
     attributions = context.explain(context.model, x, classes)
     check_attributions(attributions, x)
-    return x, classes, attributions
+    return x, classes, attributions.to(x.device)
 
 
 def check_attributions(attributions: torch.Tensor, x: torch.Tensor) -> None:
@@ -146,6 +146,7 @@ def ranking(importance: torch.Tensor) -> torch.Tensor:
     """
     k = importance.shape[1]
     priority = torch.randperm(k, generator=torch.Generator().manual_seed(TIE_SEED))
+    priority = priority.to(importance.device)  # drawn on the CPU: the same on every device
     order = torch.argsort(importance[:, priority], dim=1, descending=True, stable=True)
     return priority[order]
 
@@ -153,7 +154,8 @@ def ranking(importance: torch.Tensor) -> torch.Tensor:
 def positions(order: torch.Tensor) -> torch.Tensor:
     """The inverse permutation of each row: ``positions(order)[i, order[i, r]] == r``."""
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    columns = torch.arange(order.shape[1], device=order.device)
+    rank.scatter_(1, order, columns.expand_as(order).contiguous())
     return rank
 
 
@@ -190,7 +192,8 @@ def switch_curve(
     probability or logit (``output``). ``position`` is ``(N, H*W)``: the rank at which each
     pixel is switched (its place in the ranking, or its region's). The ``N * S`` copies are
     built chunk by chunk, ``batch_size`` copies per forward pass, so memory stays bounded
-    while the model sees large batches. Neither input is modified.
+    while the model sees large batches, on the device of ``start``; the scores come back on
+    the CPU. Neither input is modified.
     """
     n, _, h, w = start.shape
     if finish.shape != start.shape or position.shape != (n, h * w):
@@ -201,14 +204,16 @@ def switch_curve(
     steps = len(thresholds)
     total = n * steps
     scores = torch.empty(total, dtype=torch.float64)
-    grid = position.view(n, 1, h, w)
+    grid = position.to(start.device).view(n, 1, h, w)
+    thresholds = thresholds.to(start.device)
+    finish, target = finish.to(start.device), target.to(start.device)
     with evaluating(model):
         for lo in range(0, total, batch_size):
             pair = torch.arange(lo, min(total, lo + batch_size))
             image, step = pair // steps, pair % steps
             switched = grid[image] < thresholds[step].view(-1, 1, 1, 1)
             copies = torch.where(switched, finish[image], start[image])
-            scores[lo : lo + len(pair)] = target_scores(model(copies), target[image], output)
+            scores[lo : lo + len(pair)] = target_scores(model(copies), target[image], output).cpu()
     return scores.view(n, steps)
 
 
@@ -219,6 +224,8 @@ def normalised_auc(curve: torch.Tensor | np.ndarray, fractions: Sequence[float])
     curve" with the x-axis the fraction of pixels changed); over ``0.1..0.9`` (ROAD) it is the
     curve's mean height, comparable across percentage sets. One point: its value.
     """
+    if isinstance(curve, torch.Tensor):
+        curve = curve.detach().cpu()
     values = np.asarray(curve, dtype=np.float64)
     xs = np.asarray(fractions, dtype=np.float64)
     if len(xs) == 1:
@@ -241,7 +248,7 @@ def image_keys(x: torch.Tensor, seed: int) -> np.ndarray:
     """``(N,)`` uint64 keys: a hash of the seed and each image's float32 pixels (its own
     content, never its place in the batch)."""
     n = x.shape[0]
-    bits = x.detach().float().contiguous().view(torch.int32).reshape(n, -1).numpy()
+    bits = x.detach().float().contiguous().view(torch.int32).reshape(n, -1).cpu().numpy()
     words = bits.astype(np.uint32).astype(np.uint64)
     index = np.arange(1, words.shape[1] + 1, dtype=np.uint64) * _GOLDEN
     with np.errstate(over="ignore"):
@@ -290,7 +297,8 @@ def rise_kernel(size: int = 11, sigma: float = 5.0) -> torch.Tensor:
 def rise_blur(x: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
     """Each channel convolved with ``rise_kernel`` under zero padding (RISE's ``blur``)."""
     c = x.shape[1]
-    kernel = rise_kernel(size, sigma).to(x.dtype).expand(c, 1, size, size)
+    kernel = rise_kernel(size, sigma).to(device=x.device, dtype=x.dtype)
+    kernel = kernel.expand(c, 1, size, size)
     return torch.nn.functional.conv2d(x, kernel, padding=size // 2, groups=c)
 
 
@@ -317,7 +325,8 @@ def baseline_image(
     if baseline == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
     if baseline == "uniform":
-        return keyed_uniform(image_keys(x, seed), stream, x.shape[1:]).to(x.dtype)
+        noise = keyed_uniform(image_keys(x, seed), stream, x.shape[1:])  # on the CPU
+        return noise.to(device=x.device, dtype=x.dtype)
     if baseline == "blur":
         with torch.no_grad():
             return rise_blur(x, blur_kernel, blur_sigma)

@@ -746,8 +746,8 @@ def evaluate_quantus(
     n = len(x)
     masks = _masks(context, metric, n) if metric in NEEDS_MASKS else None
 
-    targets = labels if target == "label" else predict_logits(model, x).argmax(1).cpu()
-    attributions = context.explain(model, x, targets)
+    targets = labels if target == "label" else predict_logits(model, x).argmax(1)
+    attributions = context.explain(model, x, targets)  # on the model's device; Quantus gets numpy
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     call: dict[str, Any] = {
@@ -784,7 +784,7 @@ def evaluate_quantus(
         "n_images": n,
         "n_undefined": int((~finite).sum()),
         "target": target,
-        "targets": targets.tolist(),
+        "targets": targets.cpu().tolist(),
         "batch_level": metric in BATCH_LEVEL,
         "quantus_version": quantus_version(),
         "raw": jsonable(raw),

@@ -63,6 +63,7 @@ against Quantus's ROAD (noise off, all images in its one batch).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,8 +134,8 @@ def _conjugate_gradients(
     limit = (b * b).sum((1, 2)) * tol**2
     diagonal = weight_sum + 1 / 3
     twelfth = removed / 12
-    active = torch.arange(len(b))
-    pending = torch.ones(len(b), dtype=torch.bool)
+    active = torch.arange(len(b), device=b.device)
+    pending = torch.ones(len(b), dtype=torch.bool, device=b.device)
     for _ in range(max_iter + 1):
         done = pending & (rr <= limit)
         if done.any():
@@ -177,7 +178,7 @@ def linear_imputation(
         raise ValueError("linear imputation needs at least one kept pixel per image")
     values = x.detach().double().reshape(n * c, h, w)
     mask = removed.repeat_interleave(c, 0).double()
-    weight_sum = neighbour_sum(torch.ones(1, h, w, dtype=torch.float64))
+    weight_sum = neighbour_sum(torch.ones(1, h, w, dtype=torch.float64, device=x.device))
     out = torch.empty_like(values)
     for lo in range(0, n * c, SOLVE_CHUNK):
         m, v = mask[lo : lo + SOLVE_CHUNK], values[lo : lo + SOLVE_CHUNK]
@@ -206,7 +207,7 @@ def noisy_linear_imputation(
     imputed = linear_imputation(x, removed, cg_tol=cg_tol)
     if noise == 0:
         return imputed
-    eps = keyed_normal(image_keys(x, seed), stream, x.shape[1:])
+    eps = keyed_normal(image_keys(x, seed), stream, x.shape[1:]).to(imputed.device)
     return torch.where(removed[:, None], imputed + noise * eps, imputed)
 
 
@@ -248,7 +249,9 @@ def road_curves(
     if len(pcts) > 1 and not bool((pcts[1:] > pcts[:-1]).all()):
         raise ValueError(f"percentages must increase, got {list(percentages)}")
     counts = torch.tensor([int(h * w * float(p) / 100) for p in percentages], dtype=torch.int64)
+    attributions, target = attributions.to(x.device), target.to(x.device)
     rank = positions(ranking(pixel_importance(attributions)))
+    on_device = counts.to(x.device)
     pct_ids = step_ids(pcts)
     steps = len(pcts)
     total = n * 2 * steps
@@ -258,16 +261,17 @@ def road_curves(
         for lo in range(0, total, batch_size):
             system = torch.arange(lo, min(total, lo + batch_size))
             image, order, step = system // (2 * steps), system // steps % 2, system % steps
-            removed = removal_masks(rank[image], counts[step], order, (h, w))
+            # indices stay on the CPU (they also key the noise); the masks are built on x's device
+            removed = removal_masks(rank[image], on_device[step], order.to(x.device), (h, w))
             stream = _STREAM_ROAD * 10**8 + (order.numpy() + 1) * 10**6 + pct_ids[step.numpy()]
             imputed = noisy_linear_imputation(
                 x[image], removed, noise=noise, seed=seed, stream=stream, cg_tol=cg_tol
             )
             logits = model(imputed.to(x.dtype))
             hit = logits.argmax(1) == target[image]
-            correct[lo : lo + len(system)] = hit.double()
+            correct[lo : lo + len(system)] = hit.double().cpu()
             probs = logits.double().softmax(1).gather(1, target[image].view(-1, 1)).squeeze(1)
-            probability[lo : lo + len(system)] = probs
+            probability[lo : lo + len(system)] = probs.cpu()
     return correct.view(n, 2, steps), probability.view(n, 2, steps)
 
 
@@ -316,6 +320,12 @@ def evaluate_road(
     return Evaluation(metrics, arrays)
 
 
+FIGURE_PANELS = (
+    ("percentages", "morf_accuracy", "% removed, most relevant first", "accuracy"),
+    ("percentages", "lerf_accuracy", "% removed, least relevant first", "accuracy"),
+)
+"""The leaderboard figure's panels (``perturbation.curve_figures``): the two accuracy curves."""
+
 DIRECTIONS = {
     "morf_auc": "lower",
     "lerf_auc": "higher",
@@ -345,12 +355,5 @@ def spec() -> EvaluatorSpec:
         },
         requires=frozenset({"explainer"}),
         directions=DIRECTIONS,
-        figures=lambda results: curve_figures(
-            results,
-            "ROAD",
-            [
-                ("percentages", "morf_accuracy", "% removed, most relevant first", "accuracy"),
-                ("percentages", "lerf_accuracy", "% removed, least relevant first", "accuracy"),
-            ],
-        ),
+        figures=functools.partial(curve_figures, title="ROAD", panels=FIGURE_PANELS),
     )

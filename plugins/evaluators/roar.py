@@ -33,6 +33,7 @@ the thresholds, so it is the curve's mean accuracy (comparable across threshold 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -69,12 +70,14 @@ def removal_order(importance: torch.Tensor) -> torch.Tensor:
     """
     n, h, w = importance.shape
     priority = torch.randperm(h * w, generator=torch.Generator().manual_seed(TIE_SEED))
+    priority = priority.to(importance.device)  # drawn on the CPU: the same on every device
     permuted = importance.reshape(n, h * w)[:, priority]
     return priority[torch.argsort(permuted, dim=1, descending=True, stable=True)]
 
 
 def random_order(n: int, h: int, w: int, seed: int = RANDOM_RANKING_SEED) -> torch.Tensor:
-    """One random ranking per image (the ROAR baseline), reproducible from ``seed``."""
+    """One random ranking per image (the ROAR baseline), reproducible from ``seed``; drawn on
+    the CPU, so it is the same whatever device the images are on."""
     scores = torch.rand(n, h * w, generator=torch.Generator().manual_seed(seed))
     return torch.argsort(scores, dim=1)
 
@@ -86,10 +89,10 @@ def replace_pixels(
     ``fill`` (per channel); ``from_end`` takes the last ``count`` instead (KAR)."""
     n, c, h, w = x.shape
     chosen = order[:, h * w - count :] if from_end else order[:, :count]
-    mask = torch.zeros(n, h * w, dtype=torch.bool)
-    mask.scatter_(1, chosen, True)
+    mask = torch.zeros(n, h * w, dtype=torch.bool, device=x.device)
+    mask.scatter_(1, chosen.to(x.device), True)
     mask = mask.view(n, 1, h, w)
-    return torch.where(mask, fill.view(1, c, 1, 1).to(x.dtype), x)
+    return torch.where(mask, fill.view(1, c, 1, 1).to(device=x.device, dtype=x.dtype), x)
 
 
 def curve_area(fractions: Sequence[float], accuracy: np.ndarray) -> np.ndarray:
@@ -270,12 +273,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def retrains(params: dict[str, Any]) -> int:
+    """Models one job trains: each threshold x retrain seed, for the explainer's ranking and for
+    the random baseline (the baseline is shared by every explainer, so most jobs load it)."""
+    return 2 * len(params["thresholds"]) * int(params["retrain_seeds"])
+
+
 def specs() -> list[EvaluatorSpec]:
     """The ``roar`` and ``kar`` evaluator specs."""
     common = {
         "version": "1",
         "params": DEFAULTS,
         "requires": frozenset({"explainer"}),
+        "retrains": retrains,
     }
     return [
         EvaluatorSpec(
@@ -284,7 +294,7 @@ def specs() -> list[EvaluatorSpec]:
             description="RemOve And Retrain (Hooker et al. 2019): accuracy after retraining "
             "without the top-ranked pixels, vs a random ranking",
             directions=_directions("roar"),
-            figures=lambda results: plot_curves(results, "roar"),
+            figures=functools.partial(plot_curves, mode="roar"),
             **common,
         ),
         EvaluatorSpec(
@@ -293,7 +303,7 @@ def specs() -> list[EvaluatorSpec]:
             description="Keep And Retrain (Hooker et al. 2019): accuracy after retraining "
             "without the bottom-ranked pixels, vs a random ranking",
             directions=_directions("kar"),
-            figures=lambda results: plot_curves(results, "kar"),
+            figures=functools.partial(plot_curves, mode="kar"),
             **common,
         ),
     ]

@@ -125,8 +125,9 @@ def gradient_shap(
         pick = torch.arange(samples, device=xs.device) % refs.shape[1]
         refs = refs[:, pick].reshape(-1, *xs.shape[1:]).contiguous(memory_format=FAST_LAYOUT)
         inputs = xs.repeat_interleave(samples, dim=0).contiguous(memory_format=FAST_LAYOUT)
-        if noise_std > 0:
-            inputs = inputs + float(noise_std) * torch.randn_like(inputs)
+        if noise_std > 0:  # drawn on the CPU: the same noise on every device
+            noise = torch.randn_like(inputs, device="cpu").to(inputs.device)
+            inputs = inputs + float(noise_std) * noise
         out = method.attribute(inputs, baselines=refs, target=ts.repeat_interleave(samples))
         return out.reshape(xs.shape[0], samples, *xs.shape[1:]).mean(dim=1)
 

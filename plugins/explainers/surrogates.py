@@ -149,7 +149,10 @@ def solve_kernel_shap(
     a = z[..., :-1] - z[..., -1:]
     b = values.double() - empty.double()[:, None] - z[..., -1] * delta[:, None]
     root = weights.sqrt()
-    phi = torch.linalg.lstsq(a * root[..., None], (b * root).unsqueeze(-1)).solution.squeeze(-1)
+    # on the CPU, whose default driver (gelsy) copes with a rank-deficient design; CUDA's only
+    # driver (gels) assumes full rank. The systems are small: (N, S, M - 1).
+    design, rhs = (a * root[..., None]).cpu(), (b * root).unsqueeze(-1).cpu()
+    phi = torch.linalg.lstsq(design, rhs).solution.squeeze(-1).to(delta.device)
     return torch.cat([phi, (delta - phi.sum(-1)).unsqueeze(-1)], dim=-1).float()
 
 

@@ -152,6 +152,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.
 def evaluate_calibration(
     context: EvaluationContext, bins: int = 15, batch_size: int = 512
 ) -> Evaluation:
-    """The ``calibration`` evaluator: metrics of ``context.model`` on the test split."""
+    """The ``calibration`` evaluator: metrics of ``context.model`` on the test split (the
+    logits come back on the CPU, so the labels join them there)."""
     test = context.dataset.test
-    return calibration_metrics(predict_logits(context.model, test.x, batch_size), test.y, bins)
+    logits = predict_logits(context.model, test.x, batch_size)
+    return calibration_metrics(logits, test.y.cpu(), bins)

@@ -1,0 +1,373 @@
+"""Run jobs: resolve records, load data, train or load the model once per group, evaluate.
+
+The same code runs in the coordinator's process (``serial``), in a spawned process
+(``process``), in a Ray actor (``ray``) or anywhere a third-party executor sends a group: a
+worker gets job *records*, resolves them against its own registry, and returns outcomes. It
+never writes the results store; it writes only content-addressed artifacts through the
+cache (checksummed, per-key locked), so several workers can share one cache directory.
+
+Whatever a job raises, ``SystemExit`` and ``KeyboardInterrupt`` from plugin code included,
+becomes a failed outcome; a broken contract (wrong shape, a NaN metric) too. Hangs and
+crashes are the executor's business: only a separate process can survive them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.cache import ArtifactCache, tensor_fingerprint
+from benchmark.errors import BenchInputError
+from benchmark.records import ComponentRecord, Job, Outcome, bounded, digest, jsonable, training_key
+from benchmark.registry import Registry
+from benchmark.specs import Dataset, Evaluation, EvaluationContext, Split
+from benchmark.suite import Component
+
+
+def seed_everything(seed: int) -> None:
+    """One seed drives Python, NumPy and torch, so the same job gives the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class ContractError(ValueError):
+    """A plugin returned something that breaks its contract (shape, dtype, finiteness)."""
+
+
+def short_error(exc: BaseException) -> str:
+    """The exception and the innermost frame that raised it: enough to find the bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return bounded(f"{type(exc).__name__}: {exc}{where}")
+
+
+def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> torch.Tensor:
+    """Enforce the explainer contract: ``(N, 1 or C, H, W)``, finite, float32."""
+    if not isinstance(attributions, torch.Tensor):
+        raise ContractError(
+            f"explainer '{explainer}' returned {type(attributions).__name__}, not a torch.Tensor"
+        )
+    n, c, h, w = x.shape
+    shape = tuple(attributions.shape)
+    if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
+        raise ContractError(
+            f"explainer '{explainer}' returned shape {shape}; expected ({n}, 1 or {c}, {h}, {w})"
+        )
+    attributions = attributions.detach().float()
+    if not torch.isfinite(attributions).all():
+        raise ContractError(f"explainer '{explainer}' returned non-finite attributions")
+    return attributions
+
+
+def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
+    """Enforce the model contract on two test images: logits ``(N, num_classes)``, finite."""
+    with torch.no_grad():
+        out = model(dataset.test.x[:2])
+    expected = (min(2, len(dataset.test)), dataset.num_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ContractError(
+            f"model '{label}' returned {shape} for a batch of test images; "
+            f"expected logits of shape {expected}"
+        )
+    if not torch.isfinite(out).all():
+        raise ContractError(f"model '{label}' returned non-finite logits after training")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is checked."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchInputError(f"--device {name}: no CUDA device is visible to torch here")
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise BenchInputError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return name
+    if name != "cpu":
+        raise BenchInputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return name
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts, lists and tuples) moved to ``device``; the rest as is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def _split_on(split: Split, device: torch.device) -> Split:
+    return Split(
+        x=split.x.to(device),
+        y=split.y.to(device),
+        groups=None if split.groups is None else split.groups.to(device),
+        extras=to_device(dict(split.extras), device),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides the jobs: everything here is plain data, so it travels."""
+
+    cache_dir: str
+    device: str = "cpu"
+    threads: int = 0
+    """torch intra-op threads; 0 leaves torch's default."""
+    entry_points: bool = True
+    extra_modules: tuple[tuple[str, str], ...] = ()
+    """In-process plugin modules of the coordinator's registry, re-imported by name."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Worker:
+    """Holds a registry, loaded datasets and the last trained model between jobs of a group."""
+
+    def __init__(self, settings: WorkerSettings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        if settings.threads > 0:
+            torch.set_num_threads(settings.threads)
+        self.registry = registry or Registry.rebuild(settings.entry_points, settings.extra_modules)
+        self.cache = ArtifactCache(settings.cache_dir)
+        self.device = torch.device(settings.device)
+        self.name = f"{platform.node()}:{os.getpid()}"
+        self._datasets: dict[str, Dataset] = {}
+        self._model_memo: tuple[str, torch.nn.Module] | None = None
+        self._outcome = Outcome("", "ok")
+
+    def run_group(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        """Each job's outcome as it finishes; jobs of a group share one trained model."""
+        for job in jobs:
+            yield self.run_job(job)
+
+    def run_job(self, job: Job) -> Outcome:
+        started = time.perf_counter()
+        outcome = self._outcome = Outcome(
+            job.key,
+            "ok",
+            device=str(self.device),
+            threads=torch.get_num_threads(),
+            worker=self.name,
+        )
+        try:
+            comps = {c.kind: self._resolve(c) for c in job.components()}
+            dataset = self._dataset(comps["dataset"])
+            model, outcome.model_cache = self._trained_model(job, comps, dataset)
+            evaluation = self._evaluate(job, comps, dataset, model)
+            outcome.metrics = {k: float(v) for k, v in evaluation.metrics.items()}
+            directions = comps["evaluator"].spec.directions
+            outcome.directions = {m: directions.get(m, "higher") for m in outcome.metrics}
+            outcome.arrays = jsonable(evaluation.arrays)
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # the user's Ctrl-C reaches a serial run as RunInterrupted, which is not caught here
+            outcome.status, outcome.error = "failed", short_error(exc)
+            outcome.metrics, outcome.directions, outcome.arrays = {}, {}, {}
+            if isinstance(exc, SystemExit | KeyboardInterrupt):
+                outcome.error = f"plugin code raised {type(exc).__name__}({exc}); " + outcome.error
+        outcome.duration_s = time.perf_counter() - started
+        return outcome
+
+    # -- resolving records --------------------------------------------------------------------
+
+    def _resolve(self, record: ComponentRecord) -> Component:
+        try:
+            spec = self.registry.get(record.kind, record.name)
+        except BenchInputError as exc:
+            raise ContractError(
+                f"this worker cannot run {record.kind} '{record.name}': {exc.message}; install "
+                f"{record.distribution or 'its plugin'} where the workers run"
+            ) from None
+        if spec.version != record.version:
+            raise ContractError(
+                f"version mismatch for {record.kind} '{record.name}': the coordinator planned "
+                f"version {record.version!r}, this worker has {spec.version!r} "
+                f"({spec.distribution or spec.plugin}); install the same version everywhere"
+            )
+        return Component(spec, dict(record.params), record.label)
+
+    def _dataset(self, component: Component) -> Dataset:
+        key = digest(component.identity())
+        if key not in self._datasets:
+            data = component.spec.factory(**component.params)
+            if not isinstance(data, Dataset):
+                raise ContractError(
+                    f"dataset '{component.label}' returned "
+                    f"{type(data).__name__}, not benchmark.specs.Dataset"
+                )
+            for split_name in ("train", "test"):
+                split: Split = getattr(data, split_name)
+                if split.x.dtype != torch.float32 or split.x.ndim != 4:
+                    raise ContractError(
+                        f"dataset '{component.label}' {split_name}.x must be "
+                        f"float32 (N, C, H, W), got {split.x.dtype} "
+                        f"{tuple(split.x.shape)}"
+                    )
+            if self.device.type != "cpu":
+                data = Dataset(
+                    train=_split_on(data.train, self.device),
+                    test=_split_on(data.test, self.device),
+                    num_classes=data.num_classes,
+                    class_names=data.class_names,
+                )
+            self._datasets[key] = data
+        return self._datasets[key]
+
+    # -- training -----------------------------------------------------------------------------
+
+    def _trained_model(
+        self,
+        job: Job,
+        comps: dict[str, Component],
+        dataset: Dataset,
+        data: Split | None = None,
+        seed: int | None = None,
+    ) -> tuple[torch.nn.Module, str]:
+        """The job's model trained by its debiaser: from memory, from the cache, or trained."""
+        seed = job.seed if seed is None else seed
+        fingerprint = "" if data is None else tensor_fingerprint(data.x, data.y, data.groups)
+        key = training_key(job.dataset, job.model, job.debiaser, seed, fingerprint)
+        if self._model_memo is not None and self._model_memo[0] == key:
+            return self._model_memo[1], "hit"
+        seed_everything(seed)
+        model = self._build_model(comps, dataset).to(self.device)
+        debiaser = comps["debiaser"]
+        trained: list[torch.nn.Module] = []
+
+        def train() -> dict[str, torch.Tensor]:
+            result = debiaser.spec.factory(
+                model, data if data is not None else dataset.train, seed=seed, **debiaser.params
+            )
+            if not isinstance(result, torch.nn.Module):
+                raise ContractError(
+                    f"debiaser '{debiaser.label}' returned "
+                    f"{type(result).__name__}, not a torch.nn.Module"
+                )
+            trained.append(result)
+            return result.state_dict()
+
+        meta = {
+            "dataset": job.dataset.identity(),
+            "model": job.model.identity(),
+            "debiaser": job.debiaser.identity(),
+            "seed": seed,
+            "data": fingerprint,
+        }
+        state, status = self.cache.load_or_build("models", key, train, meta=meta)
+        if trained:
+            model = trained[0]
+            self._outcome.models_trained += 1
+            if status == "rebuilt":
+                self._outcome.notes.append(str(self.cache.last_damage))
+        else:
+            model.load_state_dict(state)
+            self._outcome.model_cache_hits += 1
+        model.eval()
+        check_logits(model, dataset, job.model.label)
+        if data is None:
+            self._model_memo = (key, model)
+        return model, status
+
+    def _build_model(self, comps: dict[str, Component], dataset: Dataset) -> torch.nn.Module:
+        model_comp, debiaser = comps["model"], comps["debiaser"]
+        model = model_comp.spec.factory(
+            dataset.num_classes, dataset.input_shape, **model_comp.params
+        )
+        if not isinstance(model, torch.nn.Module):
+            raise ContractError(
+                f"model '{model_comp.label}' returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        prepare = debiaser.spec.prepare
+        if prepare is not None:
+            model = prepare(model, dataset.num_classes, **debiaser.params)
+        return model
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _evaluate(
+        self, job: Job, comps: dict[str, Component], dataset: Dataset, model: torch.nn.Module
+    ) -> Evaluation:
+        def retrain(split: Split, *, seed: int | None = None) -> torch.nn.Module:
+            return self._trained_model(job, comps, dataset, data=split, seed=seed)[0]
+
+        explainer = comps.get("explainer")
+        explain = self._explainer(comps) if explainer is not None else None
+        evaluator = comps["evaluator"]
+        context = EvaluationContext(
+            dataset=dataset,
+            model=model,
+            model_spec=comps["model"].spec,
+            seed=job.seed,
+            train=retrain,
+            explain=explain,
+            explainer_spec=explainer.spec if explainer else None,
+            cache_dir=str(self.cache.root),
+            device=self.device,
+        )
+        seed_everything(job.seed)
+        evaluation = evaluator.spec.factory(context, **evaluator.params)
+        if not isinstance(evaluation, Evaluation):
+            raise ContractError(
+                f"evaluator '{evaluator.label}' returned "
+                f"{type(evaluation).__name__}, not benchmark.specs.Evaluation"
+            )
+        try:
+            evaluation.check()
+        except ValueError as exc:
+            raise ContractError(f"evaluator '{evaluator.label}': {exc}") from None
+        return evaluation
+
+    def _explainer(self, comps: dict[str, Component]) -> Callable[..., torch.Tensor]:
+        """The job's explainer, contract-checked and cached per (model, explainer, inputs)."""
+        explainer, model_comp = comps["explainer"], comps["model"]
+        layer = model_comp.spec.target_layer if explainer.spec.uses_target_layer else ""
+
+        def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            key = digest(
+                {
+                    "model": tensor_fingerprint(*model.state_dict().values()),
+                    "explainer": explainer.identity(),
+                    "layer": layer,
+                    "inputs": tensor_fingerprint(x, target),
+                }
+            )
+
+            def compute() -> torch.Tensor:
+                model.eval()
+                params = dict(explainer.params)
+                if explainer.spec.uses_target_layer and "target_layer" not in params:
+                    if not model_comp.spec.target_layer:
+                        raise ContractError(
+                            f"explainer '{explainer.label}' needs a target layer, but model "
+                            f"'{model_comp.label}' declares none (ModelSpec.target_layer)"
+                        )
+                    params["target_layer"] = model_comp.spec.target_layer
+                return check_attributions(
+                    explainer.spec.factory(model, x, target, **params), x, explainer.label
+                )
+
+            out, _ = self.cache.load_or_build("attributions", key, compute)
+            return out.to(x.device)
+
+        return explain
+
+
+def run_group(settings: WorkerSettings, records: list[dict[str, Any]]) -> list[Outcome]:
+    """One group of job records in a fresh worker: the payload a batch scheduler (Slurm) runs."""
+    worker = Worker(settings)
+    return list(worker.run_group(Job.from_record(r) for r in records))

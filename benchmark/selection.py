@@ -1,0 +1,93 @@
+"""``-k EXPR``: pick jobs by their description, the way ``pytest -k`` picks tests.
+
+An expression is words joined by ``and``, ``or``, ``not`` and parentheses; a word matches when
+it occurs, case-insensitively, in the job's description (``mnist / seed-cnn / none /
+classification / seed 0``). ``-k "colored and not resnet18"`` runs a part of a suite into the
+same store. Written by hand because pytest's parser is private (``_pytest.mark.expression``)
+and pytest is not a run-time dependency; the grammar is the same.
+"""
+
+from __future__ import annotations
+
+import re
+
+from benchmark.errors import BenchInputError
+
+_TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+
+
+def _tokens(expr: str) -> list[str]:
+    tokens, pos = [], 0
+    while pos < len(expr):
+        match = _TOKEN.match(expr, pos)
+        if match is None:  # only trailing whitespace is left
+            break
+        tokens.append(match.group(1))
+        pos = match.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent: ``or`` binds loosest, then ``and``, then ``not``."""
+
+    def __init__(self, expr: str, text: str) -> None:
+        self.expr = expr
+        self.tokens = _tokens(expr)
+        self.pos = 0
+        self.text = text.lower()
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _error(self, what: str) -> BenchInputError:
+        return BenchInputError(f"-k {self.expr!r}: {what}")
+
+    def parse(self) -> bool:
+        if not self.tokens:
+            raise self._error("empty expression")
+        value = self._or()
+        if self._peek() is not None:
+            raise self._error(f"unexpected {self._peek()!r}")
+        return value
+
+    def _or(self) -> bool:
+        value = self._and()
+        while self._peek() == "or":
+            self.pos += 1
+            right = self._and()
+            value = value or right
+        return value
+
+    def _and(self) -> bool:
+        value = self._not()
+        while self._peek() == "and":
+            self.pos += 1
+            right = self._not()
+            value = value and right
+        return value
+
+    def _not(self) -> bool:
+        if self._peek() == "not":
+            self.pos += 1
+            return not self._not()
+        return self._atom()
+
+    def _atom(self) -> bool:
+        token = self._peek()
+        if token is None:
+            raise self._error("expression ends too early")
+        self.pos += 1
+        if token == "(":
+            value = self._or()
+            if self._peek() != ")":
+                raise self._error("missing ')'")
+            self.pos += 1
+            return value
+        if token in {")", "and", "or"}:
+            raise self._error(f"unexpected {token!r}")
+        return token.lower() in self.text
+
+
+def select(expr: str, description: str) -> bool:
+    """Whether ``description`` matches the ``-k`` expression (``BenchInputError`` if malformed)."""
+    return _Parser(expr, description).parse()
