@@ -249,9 +249,8 @@ def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: b
     "--jobs",
     "n_jobs",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Workers running at once.",
+    default=None,
+    help="Workers running at once [default: one per core, or one per GPU with --device cuda].",
 )
 @click.option(
     "--threads",
@@ -281,7 +280,7 @@ def run(
     select_expr: str,
     job_timeout: float | None,
     executor: str,
-    n_jobs: int,
+    n_jobs: int | None,
     threads: int | None,
     device: str,
     ray_address: str | None,

@@ -211,12 +211,19 @@ class Plan:
                 return comp
         raise KeyError(f"{record.kind} '{record.label}' is not part of suite {self.suite.name}")
 
-    def groups(self) -> list[list[Job]]:
-        """Jobs that share a trained model, in plan order: the unit a worker takes."""
+    def groups(self, max_size: int | None = None) -> list[list[Job]]:
+        """Jobs that share a trained model, in plan order: the unit a worker takes.
+
+        ``max_size`` splits larger groups, so that a suite of one model and many explainers
+        (``explainability``: 200 jobs, one model) still spreads over the workers; the pieces
+        after the first load the model from the cache (the per-key lock makes them wait for
+        its training rather than train it again)."""
         groups: dict[str, list[Job]] = {}
         for job in self.jobs:
             groups.setdefault(job.train_key, []).append(job)
-        return list(groups.values())
+        if not max_size:
+            return list(groups.values())
+        return [g[i : i + max_size] for g in groups.values() for i in range(0, len(g), max_size)]
 
     def trainings(self) -> tuple[int, int]:
         """``(models, retrains)``: distinct trained models, and retrainings evaluators declare

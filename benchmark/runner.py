@@ -28,7 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmark.cache import ArtifactCache
 from benchmark.errors import BenchInputError
-from benchmark.executors.base import ExecutorSettings, available_cores, default_threads
+from benchmark.executors.base import (
+    ExecutorSettings,
+    available_cores,
+    default_jobs,
+    default_threads,
+)
 from benchmark.executors.worker import (  # re-exported: the names plugins' tests import
     ContractError,
     WorkerSettings,
@@ -144,7 +149,7 @@ class Runner:
         rerun: bool = False,
         show_progress: bool = True,
         executor: str = "process",
-        jobs: int = 1,
+        jobs: int | None = 1,
         threads: int | None = None,
         device: str = "cpu",
         ray_address: str | None = None,
@@ -156,6 +161,8 @@ class Runner:
         self.rerun = rerun
         self.show_progress = show_progress
         self.executor_spec = registry.get("executor", executor, where="--executor")
+        if jobs is None:  # one worker per core (one thread each), or one per GPU
+            jobs = default_jobs(resolve_device(device)) if self.executor_spec.isolated else 1
         if jobs < 1:
             raise BenchInputError(f"-j {jobs}: the number of workers must be at least 1")
         self.settings = self._settings(jobs, threads, device, ray_address)
@@ -216,7 +223,10 @@ class Runner:
                         progress.advance(task)
                 todo = Plan(suite, [j for j in plan.jobs if j.key not in done])
                 progress.update(task, description=f"{description}")
-                for outcome in executor.run(todo.groups()):
+                workers = self.settings.jobs
+                # a few groups per worker keep every worker busy to the end of the run
+                size = None if workers == 1 else max(1, -(-len(todo.jobs) // (4 * workers)))
+                for outcome in executor.run(todo.groups(size)):
                     job = by_key[outcome.job_key]
                     self.store.record(run_id, job, outcome)
                     self._count(summary, job, outcome)

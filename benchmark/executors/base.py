@@ -55,6 +55,16 @@ class ExecutorSettings:
         return replace(self.worker, device=self.devices[slot % len(self.devices)])
 
 
+def default_jobs(device: str) -> int:
+    """Workers when ``-j`` is not given: one per core on the CPU (one torch thread each: on
+    small models two processes beat one process with two threads), one per GPU on CUDA."""
+    if device.startswith("cuda"):
+        import torch
+
+        return 1 if ":" in device else max(1, torch.cuda.device_count())
+    return available_cores()
+
+
 def default_threads(jobs: int) -> int:
     """Threads per worker when ``--threads`` is not given: the cores shared by the workers."""
     return max(1, available_cores() // max(1, jobs))

@@ -35,16 +35,22 @@ with other jobs (two threads were 3-7x slower there); seed-cnn, for reference: 0
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+
+if TYPE_CHECKING:
+    import torchvision
+
+# torchvision is imported where a network is built, not here: importing it pulls in
+# torch._dynamo, seconds that every `bench` command and every worker process would pay
 
 SHUFFLENET_WIDTHS = {
-    0.5: torchvision.models.shufflenet_v2_x0_5,
-    1.0: torchvision.models.shufflenet_v2_x1_0,
-    1.5: torchvision.models.shufflenet_v2_x1_5,
-    2.0: torchvision.models.shufflenet_v2_x2_0,
+    0.5: "shufflenet_v2_x0_5",
+    1.0: "shufflenet_v2_x1_0",
+    1.5: "shufflenet_v2_x1_5",
+    2.0: "shufflenet_v2_x2_0",
 }
 """ShuffleNet V2 width multipliers torchvision builds (stage widths 48/116/176/244 at stage 2)."""
 
@@ -127,6 +133,8 @@ class ResNet18(nn.Module):
 def _resnet_stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     """Two ``BasicBlock``s; the first projects the shortcut (1x1 conv + BN) when the shape
     changes, as torchvision's ``ResNet._make_layer`` does."""
+    from torchvision.models.resnet import BasicBlock
+
     downsample = None
     if stride != 1 or in_channels != out_channels:
         downsample = nn.Sequential(
@@ -172,7 +180,10 @@ def build_shufflenet(
     if float(width) not in SHUFFLENET_WIDTHS:
         raise ValueError(f"shufflenet: width must be one of {sorted(SHUFFLENET_WIDTHS)}, {width!r}")
     _check_stem("shufflenet", input_shape, stem_stride, maxpool, stages_stride=8)
-    model = SHUFFLENET_WIDTHS[float(width)](weights=None, num_classes=num_classes)
+    import torchvision
+
+    builder = getattr(torchvision.models, SHUFFLENET_WIDTHS[float(width)])
+    model = builder(weights=None, num_classes=num_classes)
     stem: nn.Sequential = model.conv1
     stem[0] = _small_stem_conv(input_shape[0], stem[0].out_channels, stem_stride)
     if not maxpool:
