@@ -65,7 +65,8 @@ def bench_register_debiasers(register: Callable[[DebiaserSpec], None]) -> None:
     The factory is called as ``factory(model, data, *, seed, **params)`` with the training
     ``Split`` and returns the trained model. It must be deterministic given the seed. A
     debiaser that reads ``data.groups`` must require ``groups``; one that does not declare it
-    must never read them.
+    must never read them. The model and the split's tensors are already on the job's device
+    (``bench run --device``): put any module or tensor you create there too (``x.device``).
     """
 
 
@@ -75,7 +76,8 @@ def bench_register_explainers(register: Callable[[ExplainerSpec], None]) -> None
 
     The factory is called as ``factory(model, x, target, **params)`` with a model in eval
     mode, a batch ``x`` and int64 ``target`` classes, and returns finite float32 attributions
-    of shape ``(N, 1 or C, H, W)``. The runner checks both and fails the job otherwise.
+    of shape ``(N, 1 or C, H, W)``. The runner checks both and fails the job otherwise. Model,
+    ``x`` and ``target`` share the job's device; return the attributions on it.
     """
 
 
@@ -87,7 +89,9 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
     ``benchmark.specs.EvaluationContext`` and returns a ``benchmark.specs.Evaluation`` of
     finite scalar metrics (plus optional arrays). Declare each metric's
     direction in ``directions`` and what you need in ``requires`` (``explainer``,
-    ``groups``, ``retrain``, ...).
+    ``groups``, ``retrain``, ...). ``context.model`` and ``context.dataset`` are on
+    ``context.device``; bring numbers back with ``.cpu()``. An evaluator that trains models
+    through ``context.train`` declares how many in ``retrains`` so ``bench plan`` shows it.
     """
 
 

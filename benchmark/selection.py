@@ -4,7 +4,8 @@ An expression is words joined by ``and``, ``or``, ``not`` and parentheses; a wor
 it occurs, case-insensitively, in the job's description (``mnist / seed-cnn / none /
 classification / seed 0``). ``-k "colored and not resnet18"`` runs a part of a suite into the
 same store. Written by hand because pytest's parser is private (``_pytest.mark.expression``)
-and pytest is not a run-time dependency; the grammar is the same.
+and pytest is not a run-time dependency. The grammar is pytest's with one extension: adjacent
+words form one phrase, so ``-k "seed 0"`` means the text "seed 0" (pytest would refuse it).
 """
 
 from __future__ import annotations
@@ -83,9 +84,13 @@ class _Parser:
                 raise self._error("missing ')'")
             self.pos += 1
             return value
-        if token in {")", "and", "or"}:
+        if token in {")", "and", "or", "not"}:
             raise self._error(f"unexpected {token!r}")
-        return token.lower() in self.text
+        words = [token]  # adjacent words form one phrase: `-k "seed 0"`
+        while self._peek() is not None and self._peek() not in {"(", ")", "and", "or", "not"}:
+            words.append(self.tokens[self.pos])
+            self.pos += 1
+        return " ".join(words).lower() in self.text
 
 
 def select(expr: str, description: str) -> bool:

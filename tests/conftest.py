@@ -45,6 +45,19 @@ def write_distribution(
     return root
 
 
+def processes_with_env(name, value):
+    """PIDs of live processes whose environment has ``name=value`` (workers inherit it)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
 def bench(
     *args: str,
     cwd: Path,

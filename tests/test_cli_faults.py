@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.executors.worker import Worker, WorkerSettings
 from benchmark.records import Job
-from tests.conftest import REPO, bench, write_distribution
+from tests.conftest import REPO, bench, processes_with_env, write_distribution
 
 TOY_SUITE = """\
 name: toy-cli
@@ -54,19 +54,6 @@ def stored_jobs(tmp_path):
 def stored_runs(tmp_path):
     with sqlite3.connect(tmp_path / ".bench" / "results.sqlite") as conn:
         return pd.read_sql_query("SELECT * FROM runs", conn)
-
-
-def processes_with_env(name, value):
-    """PIDs of live processes whose environment has ``name=value`` (workers inherit it)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if needle in environ.read_bytes().split(b"\0"):
-                found.append(int(environ.parent.name))
-        except OSError:  # gone, or not ours
-            continue
-    return found
 
 
 def test_job_timeout_from_the_command_line_fails_the_job_and_the_run_goes_on(tmp_path, toy_dist):

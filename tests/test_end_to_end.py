@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, bench
+from tests.conftest import REPO, bench, processes_with_env
 
 RESUME_SUITE = """\
 name: resume
@@ -77,6 +77,13 @@ def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path, execut
     board = (tmp_path / "leaderboards" / "resume" / "README.md").read_text()
     assert board.count("(n=4)") == 2 * 5
     assert not re.search(r"\*missing \d|\*\*FAILED \d", board)
+    # the killed coordinator's workers died with it; a killed local Ray leaves two agent
+    # processes behind (raylet and workers die with their driver), stopped here
+    leftovers = processes_with_env("BENCH_HOME", str(tmp_path / ".bench"))
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    if "ray" not in executor:
+        assert leftovers == []
 
 
 @pytest.mark.slow

@@ -79,6 +79,9 @@ def test_groups_share_a_trained_model_and_split_when_asked(toy_registry):
         ("resnet18 or roar", True),
         ("not (resnet18 or roar)", False),
         ("(mnist or digits) and not kar", True),
+        ("seed 0", True),
+        ("seed 1", False),
+        ("gradient / roar", True),
     ],
 )
 def test_k_matches_like_pytest(expr, expected):
@@ -86,7 +89,7 @@ def test_k_matches_like_pytest(expr, expected):
     assert select(expr, description) is expected
 
 
-@pytest.mark.parametrize("expr", ["", "mnist and", "(mnist", "and mnist", "mnist )"])
+@pytest.mark.parametrize("expr", ["", "mnist and", "(mnist", "and mnist", "mnist )", "not"])
 def test_a_malformed_k_expression_is_an_input_error(expr):
     with pytest.raises(BenchInputError, match="-k"):
         select(expr, "mnist / seed-cnn")

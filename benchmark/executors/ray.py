@@ -162,6 +162,7 @@ class RayExecutor(SupervisedExecutor):
             cpus = settings.jobs * max(1, settings.worker.threads)
             gpus = sum(1 for d in settings.devices if d.startswith("cuda"))
             ray.init(
+                address="local",  # a new instance, never a cluster RAY_ADDRESS points at
                 num_cpus=cpus,
                 num_gpus=gpus or None,
                 include_dashboard=False,
