@@ -211,19 +211,25 @@ class Plan:
                 return comp
         raise KeyError(f"{record.kind} '{record.label}' is not part of suite {self.suite.name}")
 
-    def groups(self, max_size: int | None = None) -> list[list[Job]]:
+    def groups(self, workers: int = 1) -> list[list[Job]]:
         """Jobs that share a trained model, in plan order: the unit a worker takes.
 
-        ``max_size`` splits larger groups, so that a suite of one model and many explainers
-        (``explainability``: 200 jobs, one model) still spreads over the workers; the pieces
-        after the first load the model from the cache (the per-key lock makes them wait for
-        its training rather than train it again)."""
+        With several ``workers``, a group larger than a worker's fair share (``explainability``:
+        200 jobs, one model) is cut into pieces of a quarter of that share, so it spreads over
+        the workers; the pieces after the first load the model from the cache (the per-key
+        lock makes them wait for its training rather than train it again)."""
         groups: dict[str, list[Job]] = {}
         for job in self.jobs:
             groups.setdefault(job.train_key, []).append(job)
-        if not max_size:
+        if workers <= 1:
             return list(groups.values())
-        return [g[i : i + max_size] for g in groups.values() for i in range(0, len(g), max_size)]
+        fair = -(-len(self.jobs) // workers)
+        piece = max(1, -(-len(self.jobs) // (4 * workers)))
+        out: list[list[Job]] = []
+        for group in groups.values():
+            size = piece if len(group) > fair else len(group)
+            out += [group[i : i + size] for i in range(0, len(group), size)]
+        return out
 
     def trainings(self) -> tuple[int, int]:
         """``(models, retrains)``: distinct trained models, and retrainings evaluators declare

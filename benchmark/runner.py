@@ -223,10 +223,7 @@ class Runner:
                         progress.advance(task)
                 todo = Plan(suite, [j for j in plan.jobs if j.key not in done])
                 progress.update(task, description=f"{description}")
-                workers = self.settings.jobs
-                # a few groups per worker keep every worker busy to the end of the run
-                size = None if workers == 1 else max(1, -(-len(todo.jobs) // (4 * workers)))
-                for outcome in executor.run(todo.groups(size)):
+                for outcome in executor.run(todo.groups(self.settings.jobs)):
                     job = by_key[outcome.job_key]
                     self.store.record(run_id, job, outcome)
                     self._count(summary, job, outcome)

@@ -57,15 +57,17 @@ def test_time_limits_come_from_the_command_line_the_component_or_the_suite(toy_r
     assert [j.key for j in overridden] == [j.key for j in make_plan(toy_registry).jobs]
 
 
-def test_groups_share_a_trained_model_and_split_when_asked(toy_registry):
+def test_groups_share_a_trained_model_and_only_oversized_ones_are_split(toy_registry):
     plan = make_plan(toy_registry)
     groups = plan.groups()
     assert len(groups) == 3  # one trained model per seed
     for group in groups:
         assert len({j.train_key for j in group}) == 1 and len(group) == 3
-    pieces = plan.groups(max_size=2)
-    assert [len(p) for p in pieces] == [2, 1] * 3
-    assert [j.key for p in pieces for j in p] == [j.key for g in groups for j in g]
+    assert plan.groups(workers=2) == groups  # 3 jobs per group <= a fair share of 9 / 2
+    one_model = planner.Plan(plan.suite, plan.jobs[:3] * 4)  # 12 jobs, one trained model
+    pieces = one_model.groups(workers=2)  # fair share 6: cut into pieces of 12 / 8 -> 2
+    assert [len(p) for p in pieces] == [2] * 6
+    assert [j.key for p in pieces for j in p] == [j.key for j in one_model.jobs]
 
 
 @pytest.mark.parametrize(
