@@ -212,13 +212,17 @@ def render(
         versions = json.loads(last["versions"])
         machine = json.loads(last["machine"])
         cpu = machine.get("cpu") or machine["processor"]
-        executor = f", executor {machine['executor']}" if machine.get("executor") else ""
+        executor = (
+            f"executor {machine['executor']}"
+            if machine.get("executor")
+            else f"{machine['torch_threads']} torch threads"
+        )
         parts += [
             "## Provenance",
             "",
             f"Results produced by run {', '.join(str(r) for r in lb.runs['run_id'])} of the "
             f"store; the latest started {last['started_at']} on {machine['platform']} "
-            f"({cpu}, {machine['torch_threads']} torch threads per worker{executor}).",
+            f"({cpu}, {executor}).",
             "",
             *_conditions(lb),
             "Versions (latest run): "
