@@ -83,6 +83,30 @@ def bench(
     )
 
 
+def run_plan(registry, tmp_path, plan, executor="serial", **kwargs):
+    """Run ``plan`` through the real Runner into a store and cache under ``tmp_path``: one
+    worker for ``serial``, two otherwise, one torch thread each unless told."""
+    from rich.console import Console
+
+    from benchmark.cache import ArtifactCache
+    from benchmark.runner import Runner
+    from benchmark.store import Store
+
+    store = Store(tmp_path / "results.sqlite")
+    kwargs.setdefault("jobs", 1 if executor == "serial" else 2)
+    kwargs.setdefault("threads", 1)
+    runner = Runner(
+        registry,
+        store,
+        ArtifactCache(tmp_path / "cache"),
+        console=Console(quiet=True),
+        show_progress=False,
+        executor=executor,
+        **kwargs,
+    )
+    return runner.run(plan), store
+
+
 EXECUTORS = ("serial", "process", "ray")
 """Every built-in executor: the runner's contract tests run under each."""
 

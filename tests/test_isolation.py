@@ -4,13 +4,10 @@ of a run; errors stay bounded; a failure never replaces a good stored result."""
 import textwrap
 
 import pytest
-from rich.console import Console
 
 from benchmark import planner
 from benchmark import suite as suite_module
-from benchmark.cache import ArtifactCache
-from benchmark.runner import Runner
-from benchmark.store import Store
+from tests.conftest import run_plan as run
 
 ISOLATED = ("process", "ray")
 
@@ -29,22 +26,6 @@ def plan_for(registry, evaluators, seeds=(0, 1), timeout=None):
     )
     suite = suite_module.parse(text, "faults.yaml", registry)
     return planner.expand(suite, timeout_s=timeout)
-
-
-def run(registry, tmp_path, plan, executor, **kwargs):
-    store = Store(tmp_path / "r.sqlite")
-    runner = Runner(
-        registry,
-        store,
-        ArtifactCache(tmp_path / "cache"),
-        console=Console(quiet=True),
-        show_progress=False,
-        executor=executor,
-        jobs=kwargs.pop("jobs", 1 if executor == "serial" else 2),
-        threads=1,
-        **kwargs,
-    )
-    return runner.run(plan), store
 
 
 def statuses(store):

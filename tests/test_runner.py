@@ -6,16 +6,12 @@ import types
 
 import pandas as pd
 import pytest
-from rich.console import Console
 
 from benchmark import hookimpl, planner
 from benchmark import suite as suite_module
-from benchmark.cache import ArtifactCache
 from benchmark.registry import Registry
-from benchmark.runner import Runner
-from benchmark.store import Store
 from tests import toy_plugin
-from tests.conftest import EXECUTORS
+from tests.conftest import EXECUTORS, run_plan
 
 SUITE = """\
 name: runner-test
@@ -44,21 +40,7 @@ def executor(request):
     return request.param
 
 
-def run(registry, tmp_path, plan, executor="serial", **kwargs):
-    store = Store(tmp_path / "results.sqlite")
-    kwargs.setdefault("jobs", 1 if executor == "serial" else 2)
-    kwargs.setdefault("threads", 1)
-    runner = Runner(
-        registry,
-        store,
-        ArtifactCache(tmp_path / "cache"),
-        console=Console(quiet=True),
-        show_progress=False,
-        executor=executor,
-        **kwargs,
-    )
-    summary = runner.run(plan)
-    return summary, store
+run = run_plan
 
 
 def metric_values(store):
