@@ -158,7 +158,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     }
     shown = results[(results["status"] == "ok")].drop_duplicates("job_key")
     conditions = (
-        shown.assign(device=shown["device"].fillna("unrecorded"), threads=shown["threads"])
+        shown.assign(device=shown["device"].fillna("unrecorded"))
         .groupby(["device", "threads"], dropna=False)
         .size()
         .rename("jobs")

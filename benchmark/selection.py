@@ -11,6 +11,7 @@ words form one phrase, so ``-k "seed 0"`` means the text "seed 0" (pytest would 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from benchmark.errors import BenchInputError
 
@@ -51,21 +52,20 @@ class _Parser:
             raise self._error(f"unexpected {self._peek()!r}")
         return value
 
-    def _or(self) -> bool:
-        value = self._and()
-        while self._peek() == "or":
+    def _binary(self, operator: str, operand: Callable[[], bool]) -> bool:
+        """``operand (operator operand)*``; every operand is parsed, so errors are found."""
+        value = operand()
+        while self._peek() == operator:
             self.pos += 1
-            right = self._and()
-            value = value or right
+            right = operand()
+            value = (value or right) if operator == "or" else (value and right)
         return value
 
+    def _or(self) -> bool:
+        return self._binary("or", self._and)
+
     def _and(self) -> bool:
-        value = self._not()
-        while self._peek() == "and":
-            self.pos += 1
-            right = self._not()
-            value = value and right
-        return value
+        return self._binary("and", self._not)
 
     def _not(self) -> bool:
         if self._peek() == "not":

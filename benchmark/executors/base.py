@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from benchmark.executors.worker import WorkerSettings
 from benchmark.records import Job, Outcome
@@ -45,13 +45,9 @@ class ExecutorSettings:
     """Devices to place workers on, round-robin: one worker per GPU when there are several."""
     ray_address: str | None = None
     """``None`` starts a local Ray; ``auto`` or ``ray://host:port`` joins a cluster."""
-    options: dict[str, str] = field(default_factory=dict)
-    """Free-form options for third-party executors."""
 
     def worker_settings(self, slot: int) -> WorkerSettings:
         """Settings of worker number ``slot`` (its device in the round-robin)."""
-        from dataclasses import replace
-
         return replace(self.worker, device=self.devices[slot % len(self.devices)])
 
 

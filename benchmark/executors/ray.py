@@ -18,6 +18,7 @@ Ray is an optional dependency: ``pip install 'dependable-bench[ray]'``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -72,7 +73,7 @@ class RaySlot(Slot):
         device = "cuda" if gpus else settings.device
         self.actor = actor_class.options(
             num_cpus=max(1, settings.threads), num_gpus=gpus, max_restarts=0
-        ).remote(WorkerSettings(**{**settings.__dict__, "device": device}))
+        ).remote(dataclasses.replace(settings, device=device))
         self.queue: list[Job] = []
         self.ref: Any = None
         # a job's clock starts once the actor is up (imports, registry), not at submission
@@ -179,8 +180,7 @@ class RayExecutor(SupervisedExecutor):
                 ) from None
 
     def new_slot(self, index: int) -> Slot:
-        slot = RaySlot(index, self.settings.worker_settings(index), self._actor_class)
-        return slot
+        return RaySlot(index, self.settings.worker_settings(index), self._actor_class)
 
     def wait(self, slots: Sequence[Slot], timeout: float) -> None:
         refs = [r for s in slots if isinstance(s, RaySlot) and (r := s.pending_ref()) is not None]

@@ -13,6 +13,7 @@ crashes are the executor's business: only a separate process can survive them.
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import random
@@ -143,6 +144,9 @@ class Worker:
         self.settings = settings
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
+        # torch imports its compiler stack (seconds) on the first optimiser step; pay it while
+        # the worker starts, not on the clock of its first job's time limit
+        importlib.import_module("torch._dynamo")
         self.registry = registry or Registry.rebuild(settings.entry_points, settings.extra_modules)
         self.cache = ArtifactCache(settings.cache_dir)
         self.device = torch.device(settings.device)
