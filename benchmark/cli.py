@@ -54,10 +54,16 @@ def _load_registry(warn: bool = True) -> Registry:
     registry = Registry.load()
     if warn:
         for record in registry.broken_plugins():
+            what = "loaded in part" if record.status == "partial" else "not loaded"
             err_console.print(
                 f"[yellow]warning:[/] plugin '{record.name}' "
-                f"({record.distribution} {record.version}) not loaded: "
-                f"{record.error}  (see `bench plugins`)"
+                f"({record.distribution} {record.version}) {what}: "
+                f"{escape(record.error)}  (see `bench plugins`)"
+            )
+        for record in registry.plugin_warnings():
+            err_console.print(
+                f"[yellow]warning:[/] plugin '{record.name}' "
+                f"({record.distribution} {record.version}) {record.warning}"
             )
     return registry
 
@@ -120,6 +126,8 @@ def plugins(as_json: bool) -> None:
             "version": r.version,
             "status": r.status,
             "error": r.error,
+            "components": r.components,
+            "warning": r.warning,
         }
         for r in registry.plugins.values()
     ]
@@ -151,9 +159,10 @@ def plugins(as_json: bool) -> None:
     for column in ("name", "distribution", "version", "status", "error"):
         table.add_column(column, overflow="fold")
     for row in plugin_rows:
-        style = {"error": "red", "disabled": "dim"}.get(row["status"], "")
+        style = {"error": "red", "partial": "yellow", "disabled": "dim"}.get(row["status"], "")
         table.add_row(
-            *(str(row[c]) for c in ("name", "distribution", "version", "status", "error")),
+            *(str(row[c]) for c in ("name", "distribution", "version", "status")),
+            row["error"] or row["warning"],
             style=style,
         )
     console.print(table)

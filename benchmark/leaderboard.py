@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.records import Job, Plan
-from benchmark.specs import KINDS, EvaluatorSpec
+from benchmark.kinds import COMPONENT_KINDS as KINDS
+from benchmark.specs import EvaluatorSpec
 from benchmark.store import Store
 
 ROW_KINDS = ("model", "debiaser", "explainer")

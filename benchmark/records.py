@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from benchmark.specs import KINDS
+from benchmark.kinds import COMPONENT_KINDS as KINDS
 
 if TYPE_CHECKING:
     from benchmark.suite import Component, Suite

@@ -20,27 +20,27 @@ import os
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
 from benchmark import hookspecs
 from benchmark.errors import BenchInputError
-from benchmark.specs import KINDS, SPEC_TYPES, ComponentSpec, SuiteSpec
+from benchmark.kinds import BY_NAME, COMPONENT_KINDS, REGISTER_HOOKS
+from benchmark.specs import ComponentSpec, SuiteSpec
 
 ENTRY_POINT_GROUP = "bench"
-_REGISTER_HOOKS = {
-    "dataset": "bench_register_datasets",
-    "model": "bench_register_models",
-    "debiaser": "bench_register_debiasers",
-    "explainer": "bench_register_explainers",
-    "evaluator": "bench_register_evaluators",
-    "suite": "bench_register_suites",
-    "executor": "bench_register_executors",
-}
+_REGISTER_HOOKS = REGISTER_HOOKS
+KNOWN_HOOKS = frozenset(
+    name for name in dir(hookspecs) if name.startswith("bench_") and callable(getattr(hookspecs, name))
+)
+"""Every hook a plugin may implement; any other ``bench_*`` name is a misspelling."""
 CORE_PLUGINS = (("core-executors", "benchmark.executors.builtin"),)
 """Registered on every registry, whatever ``BENCH_LOAD_PLUGINS`` says: without an executor
 nothing runs (pytest registers its own built-in plugins the same way)."""
+
+
+SpecT = TypeVar("SpecT")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,20 @@ class PluginRecord:
     distribution: str
     version: str
     status: str
-    """``loaded``, ``error`` (import or registration failed) or ``disabled`` (by env var)."""
+    """``loaded``; ``partial`` (a registration hook failed after some of its components were
+    registered: those run, and the error says what is missing); ``error`` (nothing of it is
+    used: import failed, an unknown hook, a registration error before anything registered);
+    ``disabled`` (by env var)."""
     error: str = ""
+    components: int = 0
+    """How many specs (components, suites, executors) it registered."""
+    warning: str = ""
+    """Something that loads but is probably not what the author meant (registers nothing)."""
+
+    @property
+    def contributes(self) -> bool:
+        """Whether any of its components can be in a result: what provenance must list."""
+        return self.status in ("loaded", "partial")
 
 
 class PluginError(RuntimeError):
@@ -130,7 +142,11 @@ class Registry:
         return self.entry_points, tuple(self.extra_modules)
 
     def _fail(self, name: str, dist: str, version: str, exc: BaseException, what: str) -> None:
+        """Record a plugin error (several are joined with ``;``), or raise it in strict mode."""
         message = f"{what}: {type(exc).__name__}: {exc}"
+        previous = self.plugins.get(name)
+        if previous is not None and previous.status == "error" and previous.error:
+            message = f"{previous.error}; {message}"
         self.plugins[name] = PluginRecord(name, dist, version, "error", message)
         if _strict():
             raise PluginError(f"plugin '{name}' ({dist} {version}) {message}") from exc
@@ -166,6 +182,12 @@ class Registry:
             self._add(ep.name, plugin, dist, version)
 
     def _add(self, name: str, plugin: object, distribution: str, version: str) -> None:
+        unknown = unknown_hooks(plugin)
+        if unknown:
+            hook = unknown[0]
+            exc = PluginError(f"implements unknown hook '{hook}'" + suggest(hook, KNOWN_HOOKS))
+            self._fail(name, distribution, version, exc, "not loaded")
+            return
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # pluggy validates hook names and signatures here
@@ -176,37 +198,64 @@ class Registry:
 
     def _collect_specs(self) -> None:
         """Call each registration hook plugin by plugin, so an error names its plugin."""
+        counts: dict[str, int] = {}
         for kind, hook_name in _REGISTER_HOOKS.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in hook.get_hookimpls():  # registration order
                 plugin_name = impl.plugin_name
+                callback = self._register_callback(kind, plugin_name)
                 try:
-                    impl.function(register=self._register_callback(kind, plugin_name))
+                    impl.function(register=callback)
                 except Exception as exc:
                     dist, version = self._dist_of.get(plugin_name, ("", ""))
                     self._fail(plugin_name, dist, version, exc, f"{hook_name} raised")
+                finally:
+                    counts[plugin_name] = counts.get(plugin_name, 0) + callback.count
+        for name, record in self.plugins.items():
+            n = counts.get(name, 0)
+            if record.status == "error" and n:  # some of it registered and runs: say so
+                record = replace(record, status="partial")
+            elif record.status == "loaded" and not n:
+                record = replace(
+                    record,
+                    warning="registers no components, suites or executors: does it implement "
+                    "any bench_register_* hook?",
+                )
+            self.plugins[name] = replace(record, components=n)
 
     def _register_callback(self, kind: str, plugin_name: str):
-        expected = SPEC_TYPES[kind]
+        expected = BY_NAME[kind].spec_type
         dist, dist_version = self._dist_of.get(plugin_name, ("", ""))
+
+        def refuse(exc: Exception) -> None:
+            # recorded, not raised into the plugin: its other components still register
+            self._fail(plugin_name, dist, dist_version, exc, f"{_REGISTER_HOOKS[kind]} refused")
 
         def register(spec: ComponentSpec | SuiteSpec) -> None:
             if not isinstance(spec, expected):
-                raise TypeError(
-                    f"{_REGISTER_HOOKS[kind]} must register {expected.__name__} objects, "
-                    f"got {type(spec).__name__}"
+                refuse(
+                    TypeError(
+                        f"{_REGISTER_HOOKS[kind]} must register {expected.__name__} objects, "
+                        f"got {type(spec).__name__}"
+                    )
                 )
+                return
             existing = self._specs[kind].get(spec.name)
             if existing is not None:
-                raise ValueError(
-                    f"{kind} '{spec.name}' is registered by both plugin '{existing.plugin}' "
-                    f"and plugin '{plugin_name}'"
+                refuse(
+                    ValueError(
+                        f"{kind} '{spec.name}' is registered by both plugin '{existing.plugin}' "
+                        f"and plugin '{plugin_name}'; the first one is kept"
+                    )
                 )
+                return
             stamp: dict[str, str] = {"plugin": plugin_name, "distribution": dist}
             if isinstance(spec, ComponentSpec) and not spec.version:
                 stamp["version"] = dist_version or "0"
             self._specs[kind][spec.name] = replace(spec, **stamp)
+            register.count += 1
 
+        register.count = 0  # type: ignore[attr-defined]
         return register
 
     # -- look-up ------------------------------------------------------------------------------
@@ -221,7 +270,11 @@ class Registry:
 
     def all_specs(self) -> list[ComponentSpec]:
         """Every component spec in pipeline order (datasets first, evaluators last)."""
-        return [spec for kind in KINDS for spec in self.specs(kind)]
+        return [spec for kind in COMPONENT_KINDS for spec in self.specs(kind)]
+
+    def lookup(self, spec_type: type[SpecT], name: str, where: str = "") -> SpecT:
+        """``get`` typed by spec class: ``registry.lookup(DatasetSpec, "mnist")``."""
+        return self.get(spec_type.kind, name, where)
 
     def get(self, kind: str, name: str, where: str = "") -> Any:
         """The spec called ``name``, or a ``BenchInputError`` with a did-you-mean suggestion."""
@@ -234,10 +287,24 @@ class Registry:
             ) from None
 
     def broken_plugins(self) -> list[PluginRecord]:
-        return [p for p in self.plugins.values() if p.status == "error"]
+        """Plugins that failed in whole or in part."""
+        return [p for p in self.plugins.values() if p.status in ("error", "partial")]
+
+    def plugin_warnings(self) -> list[PluginRecord]:
+        return [p for p in self.plugins.values() if p.warning]
 
     def plugin_version(self, plugin_name: str) -> str:
         return self.plugins[plugin_name].version if plugin_name in self.plugins else ""
+
+
+def unknown_hooks(plugin: object) -> list[str]:
+    """``bench_*`` names a plugin defines that are no hook: pluggy would ignore them silently
+    (a misspelt ``bench_register_explainer`` registers nothing), pytest refuses them; so do we."""
+    return sorted(
+        name
+        for name in dir(plugin)
+        if name.startswith("bench_") and name not in KNOWN_HOOKS and callable(getattr(plugin, name))
+    )
 
 
 def _own_version() -> str:

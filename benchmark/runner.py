@@ -82,7 +82,7 @@ def environment_versions(registry: Registry) -> dict[str, str]:
         except md.PackageNotFoundError:
             versions[dist] = "not installed"
     for record in registry.plugins.values():
-        if record.status == "loaded" and record.version:
+        if record.contributes and record.version:
             versions[record.distribution] = record.version
     return versions
 

@@ -25,9 +25,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     import torch
 
-KINDS: tuple[str, ...] = ("dataset", "model", "debiaser", "explainer", "evaluator")
-"""Component kinds in pipeline order; a job holds at most one of each."""
-
 Direction = Literal["higher", "lower"]
 
 
@@ -63,8 +60,11 @@ class ComponentSpec:
     """One line shown by ``bench plugins``."""
     version: str = ""
     """Component version; part of every cache key. Empty means the providing distribution's."""
-    params: Mapping[str, Any] = field(default_factory=dict)
-    """Default parameters; a suite may override any of them, and only them."""
+    params: Mapping[str, Any] | None = None
+    """Default parameters; a suite may override any of them, and only them. Leave it out and
+    they are read from the factory's signature (every parameter with a default that the runner
+    does not pass itself, see ``benchmark.params``): one place, no drift, and the annotations
+    check a suite's values at plan time. Give it only for a factory taking ``**kwargs``."""
     provides: frozenset[str] = frozenset()
     """Capability tags this component brings to a combination (``conv``, ``groups``, ...)."""
     requires: frozenset[str] = frozenset()
@@ -79,9 +79,33 @@ class ComponentSpec:
             raise ValueError(f"{self.kind} spec needs a non-empty string name, got {self.name!r}")
         if not callable(self.factory):
             raise TypeError(f"{self.kind} '{self.name}': factory must be callable")
-        object.__setattr__(self, "params", _freeze(self.params))
+        object.__setattr__(self, "params", _freeze(self._derived_params()))
         object.__setattr__(self, "provides", frozenset(self.provides))
         object.__setattr__(self, "requires", frozenset(self.requires))
+
+
+    def _derived_params(self) -> dict[str, Any]:
+        from benchmark import params as params_module
+
+        found = params_module.signature_params(self.factory, self.kind)
+        if self.params is None:
+            return {name: default for name, (default, _) in found.items()}
+        if not params_module.accepts_any_keyword(self.factory):
+            unknown = sorted(set(self.params) - set(found))
+            if unknown:
+                raise ValueError(
+                    f"{self.kind} '{self.name}': params name {unknown[0]!r}, which the factory "
+                    f"does not accept (it takes: {', '.join(found) or 'no parameters'}); leave "
+                    "params out to read them from the factory's signature"
+                )
+        return dict(self.params)
+
+    def param_types(self) -> dict[str, Any]:
+        """``name -> annotation`` of every suite parameter, for plan-time checks."""
+        from benchmark import params as params_module
+
+        found = params_module.signature_params(self.factory, self.kind)
+        return {name: annotation for name, (_, annotation) in found.items()}
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,27 @@ class DebiaserSpec(ComponentSpec):
     """Optional ``prepare(model, num_classes, **params) -> nn.Module``: the architecture the
     debiaser trains when it is not the bare model (extra heads, a bias branch). The runner calls
     it both before training and before loading cached weights, so the weights always fit."""
+    training: Any = None
+    """Optional ``benchmark.kit.training.TrainingParams``: the shared training parameters
+    (optimiser, lr, epochs, ...) with this debiaser's defaults. The factory takes them as
+    ``**training`` and passes them on to ``benchmark.kit.training.train_loop``, so a debiaser
+    states them once; they join ``params`` and are checked like its own."""
+
+    def _derived_params(self) -> dict[str, Any]:
+        own = super()._derived_params()
+        if self.training is None:
+            return own
+        from dataclasses import asdict
+
+        return {**own, **asdict(self.training)}
+
+    def param_types(self) -> dict[str, Any]:
+        types = super().param_types()
+        if self.training is not None:
+            import typing
+
+            types |= typing.get_type_hints(type(self.training), include_extras=True)
+        return types
 
 
 @dataclass(frozen=True)
@@ -143,6 +188,11 @@ class EvaluatorSpec(ComponentSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.directions:
+            raise ValueError(
+                f"evaluator '{self.name}': declare every metric it returns in directions "
+                "({metric: 'higher' | 'lower'}); without them no leaderboard can rank it"
+            )
         bad = {m: d for m, d in self.directions.items() if d not in ("higher", "lower")}
         if bad:
             raise ValueError(f"evaluator '{self.name}': directions must be higher/lower: {bad}")
@@ -183,15 +233,6 @@ class ExecutorSpec:
     distribution: str = ""
 
 
-SPEC_TYPES: dict[str, type] = {
-    "dataset": DatasetSpec,
-    "model": ModelSpec,
-    "debiaser": DebiaserSpec,
-    "explainer": ExplainerSpec,
-    "evaluator": EvaluatorSpec,
-    "suite": SuiteSpec,
-    "executor": ExecutorSpec,
-}
 
 
 def all_provides(spec: ComponentSpec) -> frozenset[str]:

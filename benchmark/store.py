@@ -30,7 +30,7 @@ import pandas as pd
 
 from benchmark.errors import BenchInputError
 from benchmark.records import Job, Outcome, jsonable
-from benchmark.specs import KINDS
+from benchmark.kinds import COMPONENT_KINDS as KINDS
 
 DEFAULT_PATH = Path(".bench") / "results.sqlite"
 

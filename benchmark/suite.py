@@ -33,13 +33,7 @@ from benchmark.records import digest
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
 
-COMPONENT_FIELDS = {
-    "datasets": "dataset",
-    "models": "model",
-    "debiasers": "debiaser",
-    "explainers": "explainer",
-    "evaluators": "evaluator",
-}
+from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
 
 
 class _Strict(BaseModel):

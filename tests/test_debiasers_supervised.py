@@ -25,7 +25,7 @@ from benchmark.specs import DebiaserSpec, Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import augment, group_dro, mtl_heads, padain, resample, reweight
 from plugins.debiasers.erm import train_erm
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 from plugins.models.seed_cnn import build_seed_cnn
 
 MODULES = {

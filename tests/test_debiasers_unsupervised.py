@@ -34,7 +34,7 @@ from plugins.debiasers.erm import train_erm
 from plugins.debiasers.irene import normalised_mutual_information
 from plugins.debiasers.jtt import error_set, upweight
 from plugins.debiasers.lff import SampleLossEMA, generalized_cross_entropy, relative_difficulty
-from plugins.debiasers.loop import TRAINING_PARAMS
+from benchmark.kit.training import TRAINING_PARAMS
 from plugins.models.bottleneck import forward_with_features
 from plugins.models.seed_cnn import build_seed_cnn
 

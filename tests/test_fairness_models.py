@@ -16,7 +16,7 @@ from torch import nn
 from benchmark.registry import Registry
 from benchmark.specs import Split
 from plugins import models as models_plugin
-from plugins.debiasers.loop import train_loop
+from benchmark.kit.training import train_loop
 from plugins.explainers.cam import grad_cam
 from plugins.explainers.propagation import guided_backprop
 from plugins.models.bottleneck import classifier_path, forward_with_features

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.errors import BenchInputError
 from benchmark.records import ComponentRecord, Job, Outcome
-from benchmark.specs import KINDS
+from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.store import Store
 
 _COLUMNS = ",\n".join(f"{k} TEXT, {k}_name TEXT, {k}_version TEXT, {k}_params TEXT" for k in KINDS)

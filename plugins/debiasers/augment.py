@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 
 _STREAM = 0xA06  # separates the augmentation random stream from the loop's batch order
 

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 from plugins.models.bottleneck import forward_with_features
 
 

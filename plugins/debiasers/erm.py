@@ -1,7 +1,7 @@
 """Plain empirical risk minimisation (``none``): the baseline every debiaser is compared with.
 
 Mini-batch cross-entropy with SGD (momentum) or Adam, through the shared loop
-(``plugins.debiasers.loop``): an epoch of the seed CNN on 4,000 MNIST images takes around a
+(``benchmark.kit.training``): an epoch of the seed CNN on 4,000 MNIST images takes around a
 second on two cores. It never reads ``data.groups``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from benchmark.specs import Split
-from plugins.debiasers.loop import Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 
 
 def train_erm(

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 from plugins.devices import initialise_on_cpu
 
 _STREAM = 0x1FF  # separates the biased model's initialisation from the job's other streams

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 
 _STREAM = 0xADA1  # separates PAdaIN's random stream from the loop's batch order
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.loop import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 
 CELLS = ("class-group", "group")
 

@@ -25,7 +25,7 @@ Defaults and speed. The paper's CIFAR networks are deep (depth 110, alpha 48 to 
 the full resolution in the first stage. Here ``depth=20`` (n = 3 units per stage, widths 21 ..
 64 with ``alpha=48``) and, unlike the paper, ``stem_stride=2``: the stem halves the image so the
 three stages run at 14, 7 and 4 pixels (a 4x4 Grad-CAM map for 28x28 inputs). That is 14.5 MMAC
-per 3x28x28 image, and one epoch of ``plugins.debiasers.loop.train_loop`` (4,000 images, batch
+per 3x28x28 image, and one epoch of ``benchmark.kit.training.train_loop`` (4,000 images, batch
 64, Adam, cross-entropy) took 6.3 to 6.7 s on one thread of the benchmark's 2-core CPU shared
 with other jobs (seed-cnn: 0.7 s). The paper's stride-1 stem costs 4x (55 MMAC, 45 s per
 epoch), depth 26 11.3 s, depth 14 4.3 s: ``stem_stride: 1`` and a larger ``depth`` are one

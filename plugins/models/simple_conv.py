@@ -9,7 +9,7 @@ contract (``fc`` is the last ``nn.Linear`` and reads the pooled 128-d vector).
 
 Speed, and the one deliberate difference. The reference keeps the full 28x28 resolution through
 all four 7x7 layers: 0.41 GMAC per 3x28x28 image, and one epoch (4,000 images of 3x28x28,
-batch 64, Adam, cross-entropy, ``plugins.debiasers.loop.train_loop``) took 88 s on one thread of
+batch 64, Adam, cross-entropy, ``benchmark.kit.training.train_loop``) took 88 s on one thread of
 the benchmark's 2-core CPU shared with other jobs, far too slow for a suite of ~300 trainings.
 The default ``strides`` are therefore ``[1, 2, 2, 1]``: the second and third convolutions halve
 the map (28 -> 14 -> 7), which keeps the kernel size, the widths, the depth, the parameter count

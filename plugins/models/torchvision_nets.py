@@ -12,7 +12,7 @@ initialisation, assembled here only to add a width parameter (see below). Random
 ``fc`` stays the last ``nn.Linear``, applied last to the pooled feature vector (the bottleneck
 contract of ``plugins.models.bottleneck``).
 
-Defaults and measured speed: one epoch of ``plugins.debiasers.loop.train_loop`` (4,000 images
+Defaults and measured speed: one epoch of ``benchmark.kit.training.train_loop`` (4,000 images
 of 3x28x28, batch 64, Adam, cross-entropy) on one thread of the benchmark's 2-core CPU shared
 with other jobs (two threads were 3-7x slower there); seed-cnn, for reference: 0.7 s.
 

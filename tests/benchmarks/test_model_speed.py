@@ -1,7 +1,7 @@
 """Training speed of the fairness backbones (``tox -e benchmarks``), seed-cnn for reference.
 
 One benchmarked call is one optimisation step of the project's training loop
-(``plugins.debiasers.loop.train_loop``: Adam, cross-entropy) on a batch of 64 images of
+(``benchmark.kit.training.train_loop``: Adam, cross-entropy) on a batch of 64 images of
 3x28x28, with the registered default parameters; an epoch on the 4,000 training images of a
 fairness dataset is 63 such steps. CI runs these once with ``--benchmark-disable`` as plain
 tests; timings are never asserted. Each call is checked to have done its real work: a finite
@@ -17,7 +17,7 @@ from torch import nn
 
 from benchmark.specs import Split
 from plugins import models as models_plugin
-from plugins.debiasers.loop import train_loop
+from benchmark.kit.training import train_loop
 
 MODELS = ["seed-cnn", "simple-conv", "resnet18", "shufflenet", "pyramidnet"]
 

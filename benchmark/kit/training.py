@@ -1,4 +1,4 @@
-"""The one mini-batch training loop every built-in debiaser runs.
+"""The one mini-batch training loop every built-in debiaser runs, and the parameters it shares.
 
 Debiasers differ in *what* a step minimises (a reweighted loss, a worst-group loss, an extra
 regulariser on the bottleneck), not in how batches are drawn, how the optimiser is built or how
@@ -14,24 +14,36 @@ per-sample state (LfF's loss EMAs, JTT's error set, online weights) can address 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from benchmark.specs import Split
 
 OPTIMIZERS = ("sgd", "adam")
 
-TRAINING_PARAMS: dict[str, object] = {
-    "optimizer": "adam",
-    "lr": 0.001,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "epochs": 5,
-    "batch_size": 64,
-}
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """The parameters every debiaser shares, with their types and ranges (checked when a suite
+    is planned). Give one to ``DebiaserSpec(training=...)`` with the debiaser's defaults; the
+    factory takes them as ``**training`` and hands them to ``train_loop`` unchanged."""
+
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: PositiveFloat = 0.001
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 0.0
+    epochs: PositiveInt = 5
+    batch_size: PositiveInt = 64
+
+
+TRAINING = TrainingParams()
 """Defaults shared by the fairness debiasers; a suite may override any of them per debiaser."""
+TRAINING_PARAMS: dict[str, object] = asdict(TRAINING)
 
 
 @dataclass(frozen=True)
