@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.records import Job, Plan
 from benchmark.kinds import COMPONENT_KINDS as KINDS
+from benchmark.records import Job, Plan
 from benchmark.specs import EvaluatorSpec
 from benchmark.store import Store
 

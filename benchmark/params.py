@@ -53,7 +53,7 @@ def _annotation(function: Callable[..., Any], parameter: inspect.Parameter) -> A
     annotation = parameter.annotation
     if isinstance(annotation, str):
         try:
-            annotation = eval(annotation, getattr(function, "__globals__", {}))  # noqa: S307
+            annotation = eval(annotation, getattr(function, "__globals__", {}))
         except Exception:
             return inspect.Parameter.empty
     return annotation
@@ -84,7 +84,8 @@ def accepts_any_keyword(factory: Callable[..., Any]) -> bool:
     """Whether the factory takes ``**kwargs`` (so explicit spec params cannot be checked)."""
     function, _ = _unwrap(factory)
     return any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(function).parameters.values()
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(function).parameters.values()
     )
 
 
@@ -119,9 +120,7 @@ def check_value(annotation: Any, value: Any) -> str:
     return ""
 
 
-def check_params(
-    types: Mapping[str, Any], values: Mapping[str, Any]
-) -> tuple[str, str] | None:
+def check_params(types: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first ``(parameter, message)`` whose value does not fit its annotation."""
     for name, value in values.items():
         message = check_value(types.get(name, inspect.Parameter.empty), value)

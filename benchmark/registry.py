@@ -32,7 +32,9 @@ from benchmark.specs import ComponentSpec, SuiteSpec
 ENTRY_POINT_GROUP = "bench"
 _REGISTER_HOOKS = REGISTER_HOOKS
 KNOWN_HOOKS = frozenset(
-    name for name in dir(hookspecs) if name.startswith("bench_") and callable(getattr(hookspecs, name))
+    name
+    for name in dir(hookspecs)
+    if name.startswith("bench_") and callable(getattr(hookspecs, name))
 )
 """Every hook a plugin may implement; any other ``bench_*`` name is a misspelling."""
 CORE_PLUGINS = (("core-executors", "benchmark.executors.builtin"),)

@@ -83,7 +83,6 @@ class ComponentSpec:
         object.__setattr__(self, "provides", frozenset(self.provides))
         object.__setattr__(self, "requires", frozenset(self.requires))
 
-
     def _derived_params(self) -> dict[str, Any]:
         from benchmark import params as params_module
 
@@ -231,8 +230,6 @@ class ExecutorSpec:
     become failed rows. Only an isolated executor may be the default."""
     plugin: str = ""
     distribution: str = ""
-
-
 
 
 def all_provides(spec: ComponentSpec) -> frozenset[str]:

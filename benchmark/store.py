@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import BenchInputError
-from benchmark.records import Job, Outcome, jsonable
 from benchmark.kinds import COMPONENT_KINDS as KINDS
+from benchmark.records import Job, Outcome, jsonable
 
 DEFAULT_PATH = Path(".bench") / "results.sqlite"
 

@@ -29,11 +29,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import BenchInputError
+from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
 from benchmark.records import digest
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
-
-from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
 
 
 class _Strict(BaseModel):

@@ -26,7 +26,6 @@ from benchmark.specs import Split
 OPTIMIZERS = ("sgd", "adam")
 
 
-
 @dataclass(frozen=True)
 class TrainingParams:
     """The parameters every debiaser shares, with their types and ranges (checked when a suite
