@@ -2,7 +2,7 @@
 
 With ``--device cuda`` the core moves a job's dataset tensors and its model to the GPU before
 any plugin sees them; the plugins create their own tensors there, draw their randomness on the
-CPU and hand numbers back on the CPU (``plugins.devices``). Here every registered explainer,
+CPU and hand numbers back on the CPU (``benchmark.kit.devices``). Here every registered explainer,
 every registered debiaser (one short epoch) and a representative set of evaluators run twice,
 on the CPU and on the GPU, from the same weights and inputs, and are compared.
 
@@ -26,7 +26,7 @@ two devices differ by float32 rounding and reduction order only:
   the retraining data). An evaluator that refuses the CPU input must refuse the GPU input the
   same way.
 
-The helpers of ``plugins.devices`` are also checked on the CPU, so part of this module runs on
+The helpers of ``benchmark.kit.devices`` are also checked on the CPU, so part of this module runs on
 every machine; everything else is skipped without a GPU.
 """
 
@@ -44,13 +44,13 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.kit.devices import as_numpy, device_of, forked_rng, initialise_on_cpu
 from benchmark.registry import Registry
 from benchmark.specs import Dataset, Evaluation, EvaluationContext, ModelSpec, Split
 from plugins.datasets.bam_mnist import load_bam_mnist
 from plugins.datasets.colored_mnist import load_colored_mnist
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers.erm import train_erm
-from plugins.devices import as_numpy, device_of, forked_rng, initialise_on_cpu
 from plugins.explainers.gradients import gradient
 from plugins.models.seed_cnn import build_seed_cnn
 
@@ -167,7 +167,7 @@ def setups(mnist, trained) -> dict[str, tuple[Dataset, nn.Module]]:
     }
 
 
-# -- plugins.devices, on any machine -----------------------------------------------------------
+# -- benchmark.kit.devices, on any machine -----------------------------------------------------------
 
 
 def test_device_helpers_on_the_cpu():

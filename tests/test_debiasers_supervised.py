@@ -21,11 +21,11 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
+from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import augment, group_dro, mtl_heads, padain, resample, reweight
 from plugins.debiasers.erm import train_erm
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
 from plugins.models.seed_cnn import build_seed_cnn
 
 MODULES = {

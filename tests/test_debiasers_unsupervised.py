@@ -20,6 +20,7 @@ import torch
 from sklearn.metrics import mutual_info_score
 from torch import nn
 
+from benchmark.kit.training import TRAINING_PARAMS
 from benchmark.specs import Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import bottleneck_reweight, end, irene, jtt, lff
@@ -34,7 +35,6 @@ from plugins.debiasers.erm import train_erm
 from plugins.debiasers.irene import normalised_mutual_information
 from plugins.debiasers.jtt import error_set, upweight
 from plugins.debiasers.lff import SampleLossEMA, generalized_cross_entropy, relative_difficulty
-from benchmark.kit.training import TRAINING_PARAMS
 from plugins.models.bottleneck import forward_with_features
 from plugins.models.seed_cnn import build_seed_cnn
 

@@ -13,10 +13,10 @@ import torch
 import torchvision
 from torch import nn
 
+from benchmark.kit.training import train_loop
 from benchmark.registry import Registry
 from benchmark.specs import Split
 from plugins import models as models_plugin
-from benchmark.kit.training import train_loop
 from plugins.explainers.cam import grad_cam
 from plugins.explainers.propagation import guided_backprop
 from plugins.models.bottleneck import classifier_path, forward_with_features

@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 
 from benchmark.errors import BenchInputError
-from benchmark.records import ComponentRecord, Job, Outcome
 from benchmark.kinds import COMPONENT_KINDS as KINDS
+from benchmark.records import ComponentRecord, Job, Outcome
 from benchmark.store import Store
 
 _COLUMNS = ",\n".join(f"{k} TEXT, {k}_name TEXT, {k}_version TEXT, {k}_params TEXT" for k in KINDS)

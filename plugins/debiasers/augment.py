@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0xA06  # separates the augmentation random stream from the loop's batch order
 

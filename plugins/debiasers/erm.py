@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark.specs import Split
 from benchmark.kit.training import Batch, train_loop
+from benchmark.specs import Split
 
 
 def train_erm(

@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
+from benchmark.kit.devices import forked_rng
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
-from plugins.devices import forked_rng
+from benchmark.specs import DebiaserSpec, Split
 from plugins.models.bottleneck import classifier_path, forward_with_features
 
 _STREAM = 0x12E7E  # separates the privacy head's initialisation from the job's other streams

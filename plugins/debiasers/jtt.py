@@ -38,8 +38,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.specs import DebiaserSpec, Split
 
 
 @torch.no_grad()

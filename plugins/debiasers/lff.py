@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
+from benchmark.kit.devices import initialise_on_cpu
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
-from plugins.devices import initialise_on_cpu
+from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0x1FF  # separates the biased model's initialisation from the job's other streams
 

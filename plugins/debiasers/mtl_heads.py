@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.specs import DebiaserSpec, Split
 from plugins.models.bottleneck import classifier_path, forward_with_features, replace_classifier
 
 LOSSES: tuple[str, ...] = ("ce", "kl", "l2")

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.specs import DebiaserSpec, Split
 from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0xADA1  # separates PAdaIN's random stream from the loop's batch order
 

@@ -79,8 +79,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.kit.devices import as_numpy
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.devices import as_numpy
 from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIRECTIONS
 from plugins.evaluators.classification import classification_metrics
 from plugins.evaluators.predictions import predict_logits

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.kit.devices import initialise_on_cpu
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.devices import initialise_on_cpu
 from plugins.evaluators.predictions import predict_logits
 from plugins.evaluators.similarity import MEASURES, similarity
 
@@ -53,7 +53,7 @@ def randomisable_layers(model: nn.Module) -> list[str]:
 def reinitialise(model: nn.Module, name: str, seed: int) -> None:
     """Re-draw one layer's parameters with its own initialiser, reproducibly from ``seed``,
     without touching the global random state; drawn on the CPU, so a model on a GPU gets the
-    same randomised weights (``plugins.devices.initialise_on_cpu``)."""
+    same randomised weights (``benchmark.kit.devices.initialise_on_cpu``)."""
     initialise_on_cpu(model.get_submodule(name), seed, lambda layer: layer.reset_parameters())
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.explainers.seeding import generator, image_seed
+from benchmark.kit.seeding import generator, image_seed
 
 
 def random_attributions(

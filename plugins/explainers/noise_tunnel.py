@@ -11,7 +11,7 @@
   values"; also one of ROAR's winners).
 
 The base attribution is the signed input gradient. Noise comes from captum (torch's global
-generator), seeded with ``seed`` inside :func:`plugins.explainers.seeding.seeded`, so a result
+generator), seeded with ``seed`` inside :func:`benchmark.kit.seeding.seeded`, so a result
 depends on the inputs and parameters only, never on what ran before, and the caller's random
 stream is left untouched. Chunks draw their noise one after the other, so the noise (and a
 result) also depends on ``batch_size``, which sets the chunks.
@@ -25,8 +25,8 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
+from benchmark.kit.seeding import seeded
 from plugins.explainers.batching import images_per_chunk, in_chunks
-from plugins.explainers.seeding import seeded
 
 NoiseType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 

@@ -37,8 +37,8 @@ from captum.attr import DeepLift
 from captum.attr._core.gradient_shap import InputBaselineXGradient
 from torch import nn
 
+from benchmark.kit.seeding import seeded
 from plugins.explainers.batching import FAST_LAYOUT, images_per_chunk, in_chunks
-from plugins.explainers.seeding import seeded
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

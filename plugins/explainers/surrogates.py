@@ -48,8 +48,8 @@ import math
 import torch
 from torch import nn
 
+from benchmark.kit.seeding import generator
 from plugins.explainers.batching import FAST_LAYOUT, images_per_chunk, in_chunks, target_logits
-from plugins.explainers.seeding import generator
 
 
 def grid_cells(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:

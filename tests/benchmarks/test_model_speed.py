@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.kit.training import train_loop
 from benchmark.specs import Split
 from plugins import models as models_plugin
-from benchmark.kit.training import train_loop
 
 MODELS = ["seed-cnn", "simple-conv", "resnet18", "shufflenet", "pyramidnet"]
 

@@ -45,3 +45,10 @@ def image_seed(seed: int, image: torch.Tensor) -> int:
     digest.update(int(seed).to_bytes(8, "little", signed=True))
     digest.update(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A 32-bit seed for one named random stream of a job (augmentation draws, an auxiliary
+    head's initialisation): independent of the job's other streams and of the global state,
+    the same on every device. ``stream`` is a constant the component keeps (its own id)."""
+    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1)[0])
