@@ -167,7 +167,7 @@ def setups(mnist, trained) -> dict[str, tuple[Dataset, nn.Module]]:
     }
 
 
-# -- benchmark.kit.devices, on any machine -----------------------------------------------------------
+# -- benchmark.kit.devices, on any machine ----------------------------------
 
 
 def test_device_helpers_on_the_cpu():
