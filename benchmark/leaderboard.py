@@ -18,6 +18,7 @@ from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.records import Job, Plan
 from benchmark.specs import EvaluatorSpec
 from benchmark.store import Store
+from benchmark.suite import shared_metrics
 
 ROW_KINDS = ("model", "debiaser", "explainer")
 """What identifies a leaderboard row within a dataset (the dataset partitions the tables);
@@ -135,8 +136,11 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
             "n_missing",
         ],
     )
+    # the names the suite was checked against: a metric two evaluator entries return is
+    # ``label.metric``; results-based sharing is kept for stores written before the check
+    declared_shared = shared_metrics(plan.suite)
     owners = cells.groupby("metric")["evaluator"].nunique()
-    shared = cells["metric"].map(owners) > 1
+    shared = (cells["metric"].map(owners) > 1) | cells["metric"].isin(declared_shared)
     cells.loc[shared, "metric"] = cells.loc[shared, "evaluator"] + "." + cells.loc[shared, "metric"]
 
     primary: dict[str, tuple[str, str]] = {}

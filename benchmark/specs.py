@@ -185,6 +185,16 @@ class EvaluatorSpec(ComponentSpec):
     through ``context.train`` (ROAR: thresholds x retrain seeds). ``bench plan`` shows it, so
     a suite's real cost is visible before it runs. A module-level function: specs travel."""
 
+    metrics: Callable[[Mapping[str, Any]], list[str]] | None = None
+    """Optional ``metrics(params) -> names``: the metrics one job with these params returns,
+    for an evaluator whose ``directions`` is a catalogue (``quantus``: one metric per job).
+    Default: every metric in ``directions``. The suite's leaderboard section is checked against
+    it, and it decides which names two evaluators share (shown as ``label.metric``)."""
+
+    def returns(self, params: Mapping[str, Any]) -> list[str]:
+        """The metric names a job with ``params`` returns (see ``metrics``)."""
+        return list(self.metrics(params)) if self.metrics is not None else list(self.directions)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.directions:

@@ -23,16 +23,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmark import yaml_input
 from benchmark.errors import BenchInputError
 from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
+from benchmark.params import MAX_SEED, check_params
 from benchmark.records import digest
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
+
+SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A suite's name becomes a folder under ``leaderboards/``: a slug, never a path (``..``,
+``a/b``, an absolute path, a NUL byte) and at most 64 characters."""
 
 
 class _Strict(BaseModel):
@@ -90,7 +96,8 @@ class LeaderboardDef(_Strict):
 class SuiteModel(_Strict):
     """The schema of a suite file."""
 
-    name: str
+    name: str = Field(pattern=SUITE_NAME)
+    """A slug: letters, digits, ``-``, ``_`` and ``.``, starting with a letter or digit."""
     version: str = "1"
     description: str = ""
     datasets: list[ComponentRef] = Field(min_length=1)
@@ -98,7 +105,8 @@ class SuiteModel(_Strict):
     debiasers: list[ComponentRef] = Field(min_length=1)
     explainers: list[ComponentRef] = Field(default_factory=list)
     evaluators: list[ComponentRef] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(min_length=1)
+    """Training seeds, 0 to 2**63 - 1 (what torch, numpy and the store's integers all hold)."""
     leaderboard: LeaderboardDef
     job_timeout_s: float | None = Field(default=None, gt=0)
     """Default time limit of each job in seconds, training included (default 2 h)."""
@@ -178,7 +186,7 @@ def load(ref: str, registry: Registry) -> Suite:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise BenchInputError("suite file not found", where=str(path))
-        return replace(parse(path.read_text(encoding="utf-8"), str(path), registry), ref=ref)
+        return replace(parse(yaml_input.read_text(path), str(path), registry), ref=ref)
     names = registry.names("suite")
     if ref not in names:
         raise BenchInputError(
@@ -193,14 +201,7 @@ def load(ref: str, registry: Registry) -> Suite:
 
 def parse(text: str, source: str, registry: Registry) -> Suite:
     """Validate YAML text; ``source`` names it in error messages."""
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        raise BenchInputError(f"YAML syntax error: {problem}", where=source, line=line) from None
+    node, data = yaml_input.load(text, source)
     if not isinstance(data, dict):
         raise BenchInputError("a suite must be a YAML mapping (name, datasets, ...)", where=source)
     try:
@@ -224,7 +225,8 @@ def _explain_validation(exc: ValidationError, node: yaml.Node, source: str) -> B
     else:
         message = f"field '{field}': {error['msg']}"
         if "input" in error and not isinstance(error["input"], dict | list):
-            message += f" (got {error['input']!r})"
+            got = repr(error["input"])
+            message += f" (got {got if len(got) <= 80 else got[:60] + '...'})"
     more = len(errors) - 1
     if more:
         message += f" [and {more} more problem{'s' if more > 1 else ''}]"
@@ -277,6 +279,30 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
     return line
 
 
+class ParamError(ValueError):
+    """A suite parameter the component does not have, or a value its annotation refuses."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name, self.message = name, message
+
+
+def checked_params(spec: ComponentSpec, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The spec's defaults updated by ``overrides``, each override checked: the component has
+    the parameter, and its value fits the factory's annotation (type and range)."""
+    for name in overrides:
+        if name not in spec.params:
+            raise ParamError(
+                name,
+                f"{spec.kind} '{spec.name}' has no parameter '{name}'" + suggest(name, spec.params),
+            )
+    wrong = check_params(spec.param_types(), overrides)
+    if wrong:
+        name, message = wrong
+        raise ParamError(name, f"parameter '{name}' of {spec.kind} '{spec.name}': {message}")
+    return {**spec.params, **overrides}
+
+
 def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry) -> Suite:
     """Check names, tags and parameters against the registry; expand ``tag:`` selectors."""
     components: dict[str, list[Component]] = {}
@@ -303,16 +329,14 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                         line=line,
                     )
             for spec in specs:
-                unknown = sorted(set(ref.params) - set(spec.params))
-                if unknown:
-                    bad = unknown[0]
+                try:
+                    params = checked_params(spec, ref.params)
+                except ParamError as exc:
                     raise BenchInputError(
-                        f"field '{_dotted([*where_loc, 'params', bad])}': {kind} '{spec.name}' "
-                        f"has no parameter '{bad}'" + suggest(bad, spec.params),
+                        f"field '{_dotted([*where_loc, 'params', exc.name])}': {exc.message}",
                         where=source,
-                        line=_line_of(node, [*where_loc, "params", bad]),
-                    )
-                params = {**spec.params, **ref.params}
+                        line=_line_of(node, [*where_loc, "params", exc.name]),
+                    ) from None
                 resolved.append(
                     Component(spec, params, ref.label or spec.name, timeout_s=ref.timeout_s)
                 )
@@ -326,4 +350,71 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                 line=_line_of(node, [field_name]),
             )
         components[kind] = resolved
-    return Suite(model=model, source=source, components=components, ref=source)
+    suite = Suite(model=model, source=source, components=components, ref=source)
+    check_leaderboard(suite, node)
+    return suite
+
+
+def _metric_owners(suite: Suite) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = {}
+    for component in suite.components["evaluator"]:
+        for metric in component.spec.returns(component.params):
+            owners.setdefault(metric, []).append(component.label)
+    return owners
+
+
+def shared_metrics(suite: Suite) -> set[str]:
+    """Metric names that two or more evaluator entries of the suite return."""
+    return {metric for metric, labels in _metric_owners(suite).items() if len(labels) > 1}
+
+
+def declared_metrics(suite: Suite) -> dict[str, str]:
+    """``column name -> evaluator label`` of every metric the suite's evaluators declare, named
+    as the leaderboard names them: a metric that two evaluator entries declare is
+    ``label.metric`` (so no column mixes two definitions), any other is the bare metric."""
+    owners = _metric_owners(suite)
+    names: dict[str, str] = {}
+    for metric, labels in owners.items():
+        if len(labels) == 1:
+            names[metric] = labels[0]
+        else:
+            names.update({f"{label}.{metric}": label for label in labels})
+    return names
+
+
+def check_leaderboard(suite: Suite, node: yaml.Node | None) -> None:
+    """Every metric the leaderboard section names is one the evaluators declare; every dataset
+    key of ``metric_by_dataset`` is one of the suite's datasets."""
+    board = suite.model.leaderboard
+    known = declared_metrics(suite)
+    datasets = [c.label for c in suite.components["dataset"]]
+    named: list[tuple[list[Any], str]] = [(["leaderboard", "metric"], board.metric)]
+    named += [
+        (["leaderboard", "metric_by_dataset", d], m) for d, m in board.metric_by_dataset.items()
+    ]
+    named += [(["leaderboard", "columns", i], m) for i, m in enumerate(board.columns)]
+    named += [(["leaderboard", "labels", m], m) for m in board.labels]
+    for dataset in board.metric_by_dataset:
+        if dataset not in datasets:
+            raise BenchInputError(
+                f"field 'leaderboard.metric_by_dataset.{dataset}': no dataset of the suite is "
+                f"labelled '{dataset}'" + suggest(dataset, datasets),
+                where=suite.source,
+                line=_line_of(node, ["leaderboard", "metric_by_dataset", dataset]),
+            )
+    for loc, metric in named:
+        if metric in known:
+            continue
+        qualified = sorted(name for name in known if name.endswith(f".{metric}"))
+        if qualified:
+            hint = (
+                f"; '{metric}' is declared by several evaluators, so the leaderboard names it "
+                f"{' or '.join(repr(q) for q in qualified)}"
+            )
+        else:
+            hint = suggest(metric, known)
+        raise BenchInputError(
+            f"field '{_dotted(loc)}': no evaluator of the suite declares metric '{metric}'" + hint,
+            where=suite.source,
+            line=_line_of(node, loc),
+        )

@@ -13,6 +13,7 @@ import sys
 import time
 
 import torch
+from pydantic import PositiveInt
 
 from benchmark import (
     Dataset,
@@ -48,7 +49,7 @@ def linear(num_classes: int, input_shape: tuple[int, int, int]) -> torch.nn.Modu
 
 
 def sgd(
-    model: torch.nn.Module, data: Split, *, seed: int, steps: int = 30, lr: float = 0.5
+    model: torch.nn.Module, data: Split, *, seed: int, steps: PositiveInt = 30, lr: float = 0.5
 ) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr)

@@ -52,22 +52,45 @@ def short_error(exc: BaseException) -> str:
     return bounded(f"{type(exc).__name__}: {exc}{where}")
 
 
-def check_attributions(attributions: Any, x: torch.Tensor, explainer: str) -> torch.Tensor:
-    """Enforce the explainer contract: ``(N, 1 or C, H, W)``, finite, float32."""
+def check_attributions(
+    attributions: Any, x: torch.Tensor, explainer: str, plugin: str = ""
+) -> torch.Tensor:
+    """Enforce the explainer contract: ``(N, 1 or C, H, W)``, float32, finite. The message
+    names the explainer and its plugin: the core only checks, the fix is in the plugin."""
+    who = f"explainer '{explainer}'" + (f" (plugin '{plugin}')" if plugin else "")
     if not isinstance(attributions, torch.Tensor):
-        raise ContractError(
-            f"explainer '{explainer}' returned {type(attributions).__name__}, not a torch.Tensor"
-        )
+        raise ContractError(f"{who} returned {type(attributions).__name__}, not a torch.Tensor")
     n, c, h, w = x.shape
     shape = tuple(attributions.shape)
     if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
+        allowed = f"({n}, 1, {h}, {w})" + (f" or ({n}, {c}, {h}, {w})" if c != 1 else "")
         raise ContractError(
-            f"explainer '{explainer}' returned shape {shape}; expected ({n}, 1 or {c}, {h}, {w})"
+            f"{who} returned attributions of shape {shape} for a batch x of shape "
+            f"{tuple(x.shape)}; the contract is one map per image, (N, 1, H, W) or "
+            f"(N, C, H, W): here {allowed}"
         )
-    attributions = attributions.detach().float()
+    if attributions.dtype != torch.float32:
+        raise ContractError(
+            f"{who} returned {attributions.dtype} attributions; the contract is float32 "
+            "(return `attributions.float()`)"
+        )
+    attributions = attributions.detach()
     if not torch.isfinite(attributions).all():
-        raise ContractError(f"explainer '{explainer}' returned non-finite attributions")
+        raise ContractError(f"{who} returned non-finite attributions")
     return attributions
+
+
+def check_metrics(metrics: dict[str, float], evaluator: str, spec: Any) -> None:
+    """Every metric an evaluator returns must be declared in its ``directions``: an undeclared
+    one would be ranked higher-is-better by guess."""
+    undeclared = sorted(set(metrics) - set(spec.directions))
+    if undeclared:
+        raise ContractError(
+            f"evaluator '{evaluator}' (plugin '{spec.plugin}') returned metric "
+            f"'{undeclared[0]}' that its EvaluatorSpec.directions does not declare"
+            + (f" (and {len(undeclared) - 1} more)" if len(undeclared) > 1 else "")
+            + "; declare each metric as 'higher' or 'lower'"
+        )
 
 
 def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
@@ -175,8 +198,9 @@ class Worker:
             model, outcome.model_cache = self._trained_model(job, comps, dataset)
             evaluation = self._evaluate(job, comps, dataset, model)
             outcome.metrics = {k: float(v) for k, v in evaluation.metrics.items()}
-            directions = comps["evaluator"].spec.directions
-            outcome.directions = {m: directions.get(m, "higher") for m in outcome.metrics}
+            spec = comps["evaluator"].spec
+            check_metrics(outcome.metrics, comps["evaluator"].label, spec)
+            outcome.directions = {m: spec.directions[m] for m in outcome.metrics}
             outcome.arrays = jsonable(evaluation.arrays)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # the user's Ctrl-C reaches a serial run as RunInterrupted, which is not caught here
@@ -303,26 +327,38 @@ class Worker:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _evaluate(
+    def context(self, job: Job) -> EvaluationContext:
+        """The ``EvaluationContext`` the job's evaluator would receive, its model trained (or
+        loaded from the cache): what ``benchmark.testing.make_context`` hands a plugin's tests."""
+        comps = {c.kind: self._resolve(c) for c in job.components() if c.kind != "evaluator"}
+        dataset = self._dataset(comps["dataset"])
+        model, _ = self._trained_model(job, comps, dataset)
+        return self._context(job, comps, dataset, model)
+
+    def _context(
         self, job: Job, comps: dict[str, Component], dataset: Dataset, model: torch.nn.Module
-    ) -> Evaluation:
+    ) -> EvaluationContext:
         def retrain(split: Split, *, seed: int | None = None) -> torch.nn.Module:
             return self._trained_model(job, comps, dataset, data=split, seed=seed)[0]
 
         explainer = comps.get("explainer")
-        explain = self._explainer(comps) if explainer is not None else None
-        evaluator = comps["evaluator"]
-        context = EvaluationContext(
+        return EvaluationContext(
             dataset=dataset,
             model=model,
             model_spec=comps["model"].spec,
             seed=job.seed,
             train=retrain,
-            explain=explain,
+            explain=self._explainer(comps) if explainer is not None else None,
             explainer_spec=explainer.spec if explainer else None,
             cache_dir=str(self.cache.root),
             device=self.device,
         )
+
+    def _evaluate(
+        self, job: Job, comps: dict[str, Component], dataset: Dataset, model: torch.nn.Module
+    ) -> Evaluation:
+        context = self._context(job, comps, dataset, model)
+        evaluator = comps["evaluator"]
         seed_everything(job.seed)
         evaluation = evaluator.spec.factory(context, **evaluator.params)
         if not isinstance(evaluation, Evaluation):
@@ -362,7 +398,10 @@ class Worker:
                         )
                     params["target_layer"] = model_comp.spec.target_layer
                 return check_attributions(
-                    explainer.spec.factory(model, x, target, **params), x, explainer.label
+                    explainer.spec.factory(model, x, target, **params),
+                    x,
+                    explainer.label,
+                    explainer.spec.plugin,
                 )
 
             out, _ = self.cache.load_or_build("attributions", key, compute)

@@ -14,7 +14,7 @@ per-sample state (LfF's loss EMAs, JTT's error set, online weights) can address 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -41,8 +41,8 @@ class TrainingParams:
 
 
 TRAINING = TrainingParams()
-"""Defaults shared by the fairness debiasers; a suite may override any of them per debiaser."""
-TRAINING_PARAMS: dict[str, object] = asdict(TRAINING)
+"""Defaults shared by the fairness debiasers; a suite may override any of them per debiaser.
+They are also ``train_loop``'s defaults, so a debiaser called directly trains as its spec says."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +106,12 @@ def train_loop(
     step: Callable[[Batch], torch.Tensor],
     *,
     seed: int,
-    epochs: int,
-    batch_size: int,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
+    epochs: int = TRAINING.epochs,
+    batch_size: int = TRAINING.batch_size,
+    optimizer: str = TRAINING.optimizer,
+    lr: float = TRAINING.lr,
+    momentum: float = TRAINING.momentum,
+    weight_decay: float = TRAINING.weight_decay,
     parameters: Iterable[nn.Parameter] | None = None,
     use_groups: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
@@ -119,6 +119,8 @@ def train_loop(
 ) -> nn.Module:
     """Train ``model`` in place by minimising ``step(batch)``; return it in eval mode.
 
+    The six training parameters (``TrainingParams``) default to ``TRAINING``; a debiaser takes
+    them as ``**training`` and passes them on, so it states none of them itself.
     ``parameters`` defaults to the model's; pass more (an auxiliary head) to optimise them
     jointly. ``use_groups`` is the only way a batch carries group labels, so an unsupervised
     debiaser that leaves it ``False`` provably never sees them. The batch order depends only on

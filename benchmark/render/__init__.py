@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 from pathlib import Path
 
 from benchmark.leaderboard import Leaderboard
@@ -15,6 +15,7 @@ def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None
     evaluators' summary figures under ``figures/``."""
     target = Path(out_dir) / lb.suite_name
     target.mkdir(parents=True, exist_ok=True)
+    remove_written(target)
     figures, figure_errors = write_figures(lb, target / "figures")
     (target / "README.md").write_text(
         markdown.render(lb, columns, figures=figures, figure_errors=figure_errors),
@@ -24,7 +25,32 @@ def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None
         ["dataset", "rank", "model", "debiaser", "explainer", "metric"], na_position="last"
     )
     cells.to_csv(target / "results.csv", index=False, float_format="%.6g")
+    record_written(target, ["README.md", "results.csv", *figures])
     return target
+
+
+MANIFEST = ".bench-written.json"
+"""The files the last ``write`` put in a leaderboard folder: the only ones it may delete."""
+
+
+def remove_written(target: Path) -> None:
+    """Delete what the previous ``write`` wrote here (a stale figure must not survive), and
+    nothing else: a suite's name is a slug, but a folder is still the user's."""
+    manifest = target / MANIFEST
+    try:
+        names = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    for name in names if isinstance(names, list) else []:
+        path = (target / str(name)).resolve()
+        if path.parent not in (target.resolve(), (target / "figures").resolve()):
+            continue  # never outside the folder, whatever the manifest says
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+
+
+def record_written(target: Path, names: list[str]) -> None:
+    (target / MANIFEST).write_text(json.dumps(sorted(names), indent=0), encoding="utf-8")
 
 
 def _slug(text: str) -> str:
@@ -34,8 +60,8 @@ def _slug(text: str) -> str:
 def write_figures(lb: Leaderboard, folder: Path) -> tuple[list[str], list[str]]:
     """Draw every evaluator's ``figures`` from the stored arrays and save them as PNG.
 
-    The folder is rebuilt from scratch so a published leaderboard never keeps a stale figure.
-    An evaluator whose figure function raises loses its figures, not the leaderboard: the
+    Figures of the previous write were removed by ``remove_written``, so a published
+    leaderboard never keeps a stale figure. An evaluator whose figure function raises loses its figures, not the leaderboard: the
     error is returned for the README. PNGs carry no timestamp, so an unchanged store rewrites
     byte-identical files.
     """
@@ -44,8 +70,6 @@ def write_figures(lb: Leaderboard, folder: Path) -> tuple[list[str], list[str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if folder.exists():
-        shutil.rmtree(folder)
     written: list[str] = []
     errors: list[str] = []
     for label, (spec, results) in sorted(lb.figure_inputs.items()):

@@ -1,0 +1,208 @@
+"""Contract checks a plugin author calls from their own tests.
+
+The runner enforces what it can at run time (shapes, dtypes, finiteness) and fails the job; these
+checks go further, on tiny real data, before a suite ever runs: that an explainer leaves its
+inputs and the global random state alone, is deterministic, and explains each image as if it
+were alone in its batch (a batch-dependent explanation ranks differently in every evaluator);
+that an evaluator declares every metric it returns; that a model adapts to input shapes and
+names a CAM layer that exists; that a plugin implements only real hooks and clashes with no
+installed component. Each check raises ``AssertionError`` with a message naming the component,
+so it reads well in pytest, and returns what it computed for further assertions.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.executors.worker import check_attributions
+from benchmark.registry import PluginRecord, Registry, unknown_hooks
+from benchmark.specs import Evaluation, EvaluatorSpec, ExplainerSpec, ModelSpec
+from benchmark.testing.context import make_context
+
+TINY_DATA = {"train_limit": 300, "test_limit": 64}
+"""MNIST subset the checks train on: a second of training, enough for non-trivial maps."""
+TINY_TRAINING = {"epochs": 1}
+
+
+def _spec(registry: Registry, kind: str, spec: Any) -> Any:
+    return registry.get(kind, spec) if isinstance(spec, str) else spec
+
+
+def check_explainer(
+    spec: ExplainerSpec | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    model: str = "seed-cnn",
+    dataset: str = "mnist",
+    n_images: int = 6,
+    atol: float = 1e-5,
+    registry: Registry | None = None,
+    cache_dir: str | None = None,
+) -> torch.Tensor:
+    """Run the explainer on a tiny trained model and check its contract; return the maps.
+
+    Checked: a ``torch.Tensor`` of shape ``(N, 1 or C, H, W)``, float32, finite; ``x`` and
+    ``target`` unchanged and ``x`` not left requiring grad; the model's weights unchanged; the
+    global torch and numpy random states unchanged; the same output on a second call; and each
+    image's map the same (within ``atol``, relative to the largest value) when the batch is
+    reversed, so a map never depends on its neighbours.
+    """
+    registry = registry or Registry.load()
+    spec = _spec(registry, "explainer", spec)
+    context = make_context(
+        dataset=dataset,
+        model=model,
+        dataset_params=TINY_DATA,
+        debiaser_params=TINY_TRAINING,
+        registry=registry,
+        cache_dir=cache_dir,
+    )
+    net = context.model.eval()
+    x = context.dataset.test.x[:n_images].clone()
+    target = context.dataset.test.y[:n_images].clone()
+    call = {**spec.params, **(params or {})}
+    if spec.uses_target_layer:
+        call["target_layer"] = context.model_spec.target_layer
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    x_before, target_before = x.clone(), target.clone()
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+
+    name = f"explainer '{spec.name}'"
+    first = check_attributions(spec.factory(net, x, target, **call), x, spec.name, spec.plugin)
+    assert torch.equal(x, x_before), f"{name} modified its input x in place"
+    assert torch.equal(target, target_before), f"{name} modified its target in place"
+    assert not x.requires_grad, f"{name} left x requiring grad"
+    assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items()), (
+        f"{name} changed the model's weights"
+    )
+    assert torch.equal(torch.get_rng_state(), torch_state), (
+        f"{name} disturbed torch's global random state (use benchmark.kit.seeding.seeded)"
+    )
+    assert all(
+        np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True)
+    ), f"{name} disturbed numpy's global random state (use benchmark.kit.seeding.seeded)"
+    again = spec.factory(net, x, target, **call)
+    assert torch.equal(again, first), f"{name} is not deterministic: a second call differs"
+    flipped = spec.factory(net, x.flip(0), target.flip(0), **call).flip(0)
+    scale = float(first.abs().max()) or 1.0
+    worst = float((flipped - first).abs().max()) / scale
+    assert worst <= atol, (
+        f"{name} depends on the batch: reversing the batch changes a map by {worst:.2e} of "
+        "its largest value (seed per image, e.g. benchmark.kit.seeding.image_seed)"
+    )
+    return first
+
+
+def check_evaluator(
+    spec: EvaluatorSpec | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    explainer: str = "gradient",
+    model: str = "seed-cnn",
+    dataset: str = "mnist",
+    registry: Registry | None = None,
+    cache_dir: str | None = None,
+) -> Evaluation:
+    """Run the evaluator on a tiny trained model (with ``explainer`` when it requires one) and
+    check that it returns finite metrics, each declared in ``directions`` and in
+    ``returns(params)``. Pass ``params`` to keep it small (``{"n_images": 16}``)."""
+    registry = registry or Registry.load()
+    spec = _spec(registry, "evaluator", spec)
+    dataset_spec = registry.get("dataset", dataset)
+    if "groups" in spec.requires and "groups" not in dataset_spec.provides:
+        raise AssertionError(f"evaluator '{spec.name}' needs groups: pass a dataset with groups")
+    context = make_context(
+        dataset=dataset,
+        model=model,
+        explainer=explainer if "explainer" in spec.requires else None,
+        dataset_params=TINY_DATA,
+        debiaser_params=TINY_TRAINING,
+        registry=registry,
+        cache_dir=cache_dir,
+    )
+    call = {**spec.params, **(params or {})}
+    evaluation = spec.factory(context, **call)
+    name = f"evaluator '{spec.name}'"
+    assert isinstance(evaluation, Evaluation), (
+        f"{name} returned {type(evaluation).__name__}, not benchmark.specs.Evaluation"
+    )
+    try:
+        evaluation.check()
+    except ValueError as exc:
+        raise AssertionError(f"{name}: {exc}") from None
+    undeclared = sorted(set(evaluation.metrics) - set(spec.directions))
+    assert not undeclared, f"{name} returned metrics without a direction: {undeclared}"
+    promised = set(spec.returns(call))
+    surprise = sorted(set(evaluation.metrics) - promised)
+    assert not surprise, f"{name} returned {surprise}, which its metrics(params) does not list"
+    return evaluation
+
+
+def check_model(
+    spec: ModelSpec | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    input_shapes: Sequence[tuple[int, int, int]] = ((1, 28, 28), (3, 32, 32), (1, 16, 16)),
+    num_classes: int = 10,
+    registry: Registry | None = None,
+) -> dict[tuple[int, int, int], torch.nn.Module]:
+    """Build the model for several input shapes; check logits ``(N, num_classes)``, finite,
+    and, where declared, the CAM target layer and a gradient reaching the input.
+
+    A factory may refuse a shape it cannot take, but only with a ``ValueError`` that says so
+    (that is what a job's error will show); at least one of ``input_shapes`` must work.
+    """
+    registry = registry or Registry.load()
+    spec = _spec(registry, "model", spec)
+    call = {**spec.params, **(params or {})}
+    name = f"model '{spec.name}'"
+    built: dict[tuple[int, int, int], torch.nn.Module] = {}
+    for shape in input_shapes:
+        try:
+            model = spec.factory(num_classes, shape, **call)
+        except ValueError:
+            continue
+        assert isinstance(model, torch.nn.Module), f"{name} factory returned {type(model)}"
+        x = torch.rand(3, *shape, requires_grad="differentiable" in spec.provides)
+        out = model.eval()(x)
+        assert isinstance(out, torch.Tensor) and tuple(out.shape) == (3, num_classes), (
+            f"{name} returned {getattr(out, 'shape', type(out))} for input {tuple(x.shape)}; "
+            f"expected logits (3, {num_classes})"
+        )
+        assert torch.isfinite(out).all(), f"{name} returned non-finite logits for {shape}"
+        if spec.target_layer:
+            try:
+                model.get_submodule(spec.target_layer)
+            except AttributeError:
+                raise AssertionError(
+                    f"{name} declares target_layer '{spec.target_layer}', which the built "
+                    "model does not have (ModelSpec.target_layer is a get_submodule path)"
+                ) from None
+        if "differentiable" in spec.provides:
+            out[:, 0].sum().backward()
+            assert x.grad is not None and torch.isfinite(x.grad).all(), (
+                f"{name} provides 'differentiable' but no finite gradient reaches the input"
+            )
+        built[shape] = model
+    assert built, f"{name} refused every input shape {list(input_shapes)}"
+    return built
+
+
+def check_plugin(plugin: types.ModuleType | object, name: str = "") -> PluginRecord:
+    """Load ``plugin`` beside every installed plugin and check that it implements only real
+    hooks, registers something, and clashes with no installed component's name."""
+    unknown = unknown_hooks(plugin)
+    assert not unknown, f"plugin implements unknown hooks: {unknown}"
+    name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    installed = Registry.load()
+    already = installed.pm.get_name(plugin) if installed.pm.is_registered(plugin) else None
+    registry = installed if already else Registry.load(extra_plugins=[(name, plugin)])
+    record = registry.plugins[already or name]
+    assert record.status == "loaded", f"plugin '{record.name}' is {record.status}: {record.error}"
+    assert not record.warning, f"plugin '{record.name}': {record.warning}"
+    return record

@@ -1,0 +1,84 @@
+"""The ``bench_run`` pytest fixture: a real tiny suite through the real CLI, results returned.
+
+Installed with dependable-bench as a ``pytest11`` entry point, so a plugin's tests can use it
+without a conftest (as pytest's own ``pytester`` or datasette's test client). It runs
+``python -m benchmark run`` in a subprocess, in a fresh folder, with the plugins installed in the
+environment: the road a user takes, entry points included. Nothing heavy is imported until the
+fixture is used, so loading the plugin costs pytest nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class BenchResult:
+    """What a ``bench run`` left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    folder: Path
+    """The run's working folder: ``leaderboards/``, ``.bench/results.sqlite``."""
+
+    def results(self) -> Any:
+        """Every stored (job, metric) row as a pandas DataFrame (the store's ``results`` view)."""
+        from benchmark.store import Store
+
+        store = Store(self.folder / ".bench" / "results.sqlite")
+        try:
+            return store.results()
+        finally:
+            store.close()
+
+    def leaderboard(self, suite_name: str) -> Any:
+        """The suite's published ``results.csv`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_csv(self.folder / "leaderboards" / suite_name / "results.csv")
+
+
+def run_suite(
+    suite: str | Mapping[str, Any],
+    folder: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 900,
+) -> BenchResult:
+    """Write ``suite`` (YAML text or a mapping) to ``folder/suite.yaml`` and ``bench run`` it."""
+    import yaml
+
+    text = suite if isinstance(suite, str) else yaml.safe_dump(dict(suite), sort_keys=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suite.yaml").write_text(text, encoding="utf-8")
+    full_env = {**os.environ, "CI": "true", "BENCH_HOME": str(folder / ".bench"), **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", "--suite", "suite.yaml", "--no-progress", *args],
+        cwd=folder,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return BenchResult(done.returncode, done.stdout, done.stderr, folder)
+
+
+@pytest.fixture
+def bench_run(tmp_path: Path) -> Callable[..., BenchResult]:
+    """``bench_run(suite, *cli_args) -> BenchResult`` in a fresh folder under ``tmp_path``."""
+    counter = iter(range(1_000_000))
+
+    def run(suite: str | Mapping[str, Any], *args: str, **kwargs: Any) -> BenchResult:
+        return run_suite(suite, tmp_path / f"run{next(counter)}", *args, **kwargs)
+
+    return run
