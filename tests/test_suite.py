@@ -84,8 +84,8 @@ def test_duplicate_component_needs_label(toy_registry):
         "evaluators: [toy-accuracy]",
         "evaluators: [toy-accuracy, {name: toy-accuracy, label: x2, params: {scale: 2.0}}]",
     )
-    with pytest.raises(BenchInputError, match="'toy-accuracy.accuracy' or 'x2.accuracy'"):
-        parse(labelled, toy_registry)  # two entries return 'accuracy': the bare name is ambiguous
+    with pytest.raises(BenchInputError, match=r"'toy-accuracy\.accuracy' or 'x2\.accuracy'"):
+        parse(labelled, toy_registry)  # two entries return 'accuracy': ambiguous
     labelled = labelled.replace("metric: accuracy", "metric: toy-accuracy.accuracy")
     assert [c.label for c in parse(labelled, toy_registry).components["evaluator"]] == [
         "toy-accuracy",

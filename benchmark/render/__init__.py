@@ -61,9 +61,9 @@ def write_figures(lb: Leaderboard, folder: Path) -> tuple[list[str], list[str]]:
     """Draw every evaluator's ``figures`` from the stored arrays and save them as PNG.
 
     Figures of the previous write were removed by ``remove_written``, so a published
-    leaderboard never keeps a stale figure. An evaluator whose figure function raises loses its figures, not the leaderboard: the
-    error is returned for the README. PNGs carry no timestamp, so an unchanged store rewrites
-    byte-identical files.
+    leaderboard never keeps a stale figure. An evaluator whose figure function raises loses its
+    figures, not the leaderboard: the error is returned for the README. PNGs carry no
+    timestamp, so an unchanged store rewrites byte-identical files.
     """
     import matplotlib
 
