@@ -51,7 +51,11 @@ def _input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load_registry(warn: bool = True) -> Registry:
-    registry = Registry.load()
+    try:
+        registry = Registry.load()
+    except PluginError as exc:  # BENCH_STRICT_PLUGINS=1: the first plugin error ends the command
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(EXIT_INPUT_ERROR)
     if warn:
         for record in registry.broken_plugins():
             what = "loaded in part" if record.status == "partial" else "not loaded"
