@@ -404,3 +404,36 @@ def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...])
                 aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
             )
             click.echo(str(target / "README.md"))
+
+
+@main.group()
+def new() -> None:
+    """Start something new from a template."""
+
+
+@new.command("plugin")
+@click.argument("name")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["dataset", "model", "debiaser", "explainer", "evaluator"]),
+    help="Component kinds to include (repeat the option) [default: all five].",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the distribution [default: ./NAME].",
+)
+@_input_errors
+def new_plugin(name: str, kinds: tuple[str, ...], folder: Path | None) -> None:
+    """Write a ready plugin distribution NAME: entry point, one example component per kind, a
+    demo suite, tests using benchmark.testing (they pass as generated), README."""
+    from benchmark import scaffold
+
+    target = folder or Path(name)
+    written = scaffold.new_plugin(name, target, kinds or scaffold.KINDS)
+    err_console.print(f"wrote {len(written)} files under {target}/")
+    click.echo(f"next: pip install -e '{target}[test]' && pytest {target} && bench plugins")

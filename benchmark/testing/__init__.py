@@ -25,6 +25,8 @@ from typing import Any
 _HOMES = {
     "BenchResult": "pytest_plugin",
     "run_suite": "pytest_plugin",
+    "check_dataset": "checks",
+    "check_debiaser": "checks",
     "check_evaluator": "checks",
     "check_explainer": "checks",
     "check_model": "checks",
@@ -44,6 +46,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BenchResult",
+    "check_dataset",
+    "check_debiaser",
     "check_evaluator",
     "check_explainer",
     "check_model",

@@ -21,7 +21,16 @@ import torch
 
 from benchmark.executors.worker import check_attributions
 from benchmark.registry import PluginRecord, Registry, unknown_hooks
-from benchmark.specs import Evaluation, EvaluatorSpec, ExplainerSpec, ModelSpec
+from benchmark.specs import (
+    Dataset,
+    DatasetSpec,
+    DebiaserSpec,
+    Evaluation,
+    EvaluatorSpec,
+    ExplainerSpec,
+    ModelSpec,
+    Split,
+)
 from benchmark.testing.context import make_context
 
 TINY_DATA = {"train_limit": 300, "test_limit": 64}
@@ -206,3 +215,80 @@ def check_plugin(plugin: types.ModuleType | object, name: str = "") -> PluginRec
     assert record.status == "loaded", f"plugin '{record.name}' is {record.status}: {record.error}"
     assert not record.warning, f"plugin '{record.name}': {record.warning}"
     return record
+
+
+def check_dataset(
+    spec: DatasetSpec | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> Dataset:
+    """Load the dataset twice and check the dataset contract: float32 images in [0, 1] of shape
+    ``(N, C, H, W)``, int64 labels in ``[0, num_classes)``, ``groups`` (when provided) one int64
+    per sample, and the same tensors on both loads (nothing random, nothing downloaded)."""
+    registry = registry or Registry.load()
+    spec = _spec(registry, "dataset", spec)
+    call = {**spec.params, **(params or {})}
+    name = f"dataset '{spec.name}'"
+    data = spec.factory(**call)
+    assert isinstance(data, Dataset), f"{name} returned {type(data).__name__}, not Dataset"
+    for split_name, split in (("train", data.train), ("test", data.test)):
+        where = f"{name} {split_name} split"
+        assert split.x.dim() == 4, f"{where}: images of shape {tuple(split.x.shape)}, not NCHW"
+        assert split.x.dtype == torch.float32, f"{where}: images are {split.x.dtype}"
+        assert float(split.x.min()) >= 0 and float(split.x.max()) <= 1, f"{where}: not in [0, 1]"
+        assert split.y.dtype == torch.int64 and split.y.shape == (len(split.x),), (
+            f"{where}: labels must be int64 of shape (N,)"
+        )
+        assert int(split.y.min()) >= 0 and int(split.y.max()) < data.num_classes, (
+            f"{where}: labels outside [0, {data.num_classes})"
+        )
+        if "groups" in spec.provides:
+            assert split.groups is not None and split.groups.shape == split.y.shape, (
+                f"{where}: provides 'groups' but has no int64 group per sample"
+            )
+    again = spec.factory(**call)
+    assert torch.equal(again.train.x, data.train.x) and torch.equal(again.test.y, data.test.y), (
+        f"{name} is not deterministic: a second load differs"
+    )
+    return data
+
+
+def check_debiaser(
+    spec: DebiaserSpec | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    model: str = "seed-cnn",
+    dataset: str = "mnist",
+    registry: Registry | None = None,
+) -> torch.nn.Module:
+    """Train twice on a tiny split with the same seed: the debiaser returns a module in eval
+    mode, with the same weights both times; one that does not require ``groups`` must train
+    without them (it may not read them)."""
+    registry = registry or Registry.load()
+    spec = _spec(registry, "debiaser", spec)
+    call = {**spec.params, **TINY_TRAINING, **(params or {})}
+    data = registry.get("dataset", dataset).factory(train_limit=200, test_limit=10)
+    split = data.train
+    if "groups" not in spec.requires:
+        split = Split(x=split.x, y=split.y)  # a debiaser that reads groups fails here
+    model_spec = registry.get("model", model)
+    name = f"debiaser '{spec.name}'"
+
+    def train() -> torch.nn.Module:
+        torch.manual_seed(0)
+        net = model_spec.factory(data.num_classes, data.input_shape, **model_spec.params)
+        if spec.prepare is not None:
+            net = spec.prepare(net, data.num_classes, **call)
+        trained = spec.factory(net, split, seed=0, **call)
+        assert isinstance(trained, torch.nn.Module), f"{name} returned {type(trained)}"
+        assert not trained.training, f"{name} returned its model in training mode"
+        return trained
+
+    first, second = train(), train()
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    assert same, f"{name} is not deterministic given the seed"
+    return first

@@ -54,15 +54,20 @@ def run_suite(
     env: Mapping[str, str] | None = None,
     timeout: float = 900,
 ) -> BenchResult:
-    """Write ``suite`` (YAML text or a mapping) to ``folder/suite.yaml`` and ``bench run`` it."""
+    """``bench run`` a suite in ``folder``: a registered suite's name, or YAML text or a mapping
+    (written to ``folder/suite.yaml`` first)."""
     import yaml
 
-    text = suite if isinstance(suite, str) else yaml.safe_dump(dict(suite), sort_keys=False)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "suite.yaml").write_text(text, encoding="utf-8")
+    if isinstance(suite, str) and "\n" not in suite and ":" not in suite:
+        ref = suite
+    else:
+        text = suite if isinstance(suite, str) else yaml.safe_dump(dict(suite), sort_keys=False)
+        (folder / "suite.yaml").write_text(text, encoding="utf-8")
+        ref = "suite.yaml"
     full_env = {**os.environ, "CI": "true", "BENCH_HOME": str(folder / ".bench"), **(env or {})}
     done = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--suite", "suite.yaml", "--no-progress", *args],
+        [sys.executable, "-m", "benchmark", "run", "--suite", ref, "--no-progress", *args],
         cwd=folder,
         env=full_env,
         capture_output=True,

@@ -1,0 +1,89 @@
+"""``bench new plugin``: the generated distribution installs with pip, loads through its entry
+point, and its own tests (contract checks and the demo suite through the CLI) pass as
+generated."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmark import scaffold
+from benchmark.errors import BenchInputError
+from tests.conftest import bench
+
+
+@pytest.mark.slow
+def test_a_generated_plugin_installs_loads_and_passes_its_own_tests(tmp_path):
+    done = bench("new", "plugin", "my-plugin", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    site = tmp_path / "site"
+    # a real pip install (not editable: --target keeps the test's environment untouched)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--target",
+            str(site),
+            str(tmp_path / "my-plugin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+
+    listing = bench("plugins", "--json", cwd=tmp_path, extra_path=[site])
+    plugins = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    assert plugins["my_plugin"]["status"] == "loaded", plugins["my_plugin"]
+    assert plugins["my_plugin"]["components"] == 6  # five components and the demo suite
+
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(site)}
+    tests = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "my-plugin"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "7 passed" in tests.stdout
+
+
+def test_only_the_kinds_asked_for_are_written(tmp_path):
+    written = scaffold.new_plugin("just-an-explainer", tmp_path / "p", ("explainer",))
+    names = sorted(p.relative_to(tmp_path / "p").as_posix() for p in written)
+    assert "just_an_explainer/explainer.py" in names
+    assert not any(n.endswith(("model.py", "dataset.py", "evaluator.py")) for n in names)
+    tests = (tmp_path / "p" / "tests" / "test_plugin.py").read_text()
+    assert 'check_explainer("just-an-explainer-abs-gradient")' in tests
+    demo = (tmp_path / "p" / "just_an_explainer" / "demo.yaml").read_text()
+    assert "seed-cnn" in demo and "just-an-explainer-abs-gradient" in demo
+
+
+@pytest.mark.parametrize("name", ["My_Plugin", "1plugin", "a--b", "class", "x" * 41, "../evil"])
+def test_bad_plugin_names_are_refused(tmp_path, name):
+    with pytest.raises(BenchInputError):
+        scaffold.new_plugin(name, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_folder_is_never_overwritten(tmp_path):
+    (tmp_path / "taken").mkdir()
+    done = bench("new", "plugin", "taken", cwd=tmp_path)
+    assert done.returncode == 2 and "already exists" in done.stderr
