@@ -164,6 +164,11 @@ class ExplainerSpec(ComponentSpec):
     """When true the runner passes ``target_layer=<ModelSpec.target_layer>`` (a
     ``model.get_submodule`` path) to the factory, so CAM-style methods hook the layer the model
     author chose instead of guessing. Such explainers should also require ``conv``."""
+    batch_independent: bool = True
+    """Whether an image's map is the same whatever else is in its batch (and where). The
+    contract expects it; an explainer that draws one noise stream per batch (captum's
+    ``NoiseTunnel``) must say ``False``, so ``benchmark.testing.check_explainer`` checks only
+    that it is deterministic for a given batch, and a reader knows its maps depend on it."""
 
 
 @dataclass(frozen=True)

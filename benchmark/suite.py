@@ -42,7 +42,7 @@ SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ComponentRef(_Strict):
@@ -99,15 +99,23 @@ class SuiteModel(_Strict):
     name: str = Field(pattern=SUITE_NAME)
     """A slug: letters, digits, ``-``, ``_`` and ``.``, starting with a letter or digit."""
     version: str = "1"
+    """The suite's own version, stored with each run (a number is read as text)."""
     description: str = ""
+    """What the suite asks; shown at the top of its leaderboard."""
     datasets: list[ComponentRef] = Field(min_length=1)
+    """Datasets, by name or ``tag:``; every other list is combined with each."""
     models: list[ComponentRef] = Field(min_length=1)
+    """Model architectures (untrained; each debiaser trains each)."""
     debiasers: list[ComponentRef] = Field(min_length=1)
+    """Training procedures; ``none`` is plain ERM."""
     explainers: list[ComponentRef] = Field(default_factory=list)
+    """Attribution methods; needed when an evaluator requires ``explainer``."""
     evaluators: list[ComponentRef] = Field(min_length=1)
+    """What turns each trained model (and explainer) into metrics."""
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(min_length=1)
     """Training seeds, 0 to 2**63 - 1 (what torch, numpy and the store's integers all hold)."""
     leaderboard: LeaderboardDef
+    """How rows are ranked and which columns are shown (required)."""
     job_timeout_s: float | None = Field(default=None, gt=0)
     """Default time limit of each job in seconds, training included (default 2 h)."""
 

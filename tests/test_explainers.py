@@ -9,6 +9,7 @@ limit (and then with a fixed seed, so nothing here is flaky).
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import math
@@ -23,11 +24,12 @@ from scipy.ndimage import gaussian_filter
 from skimage.filters import sobel as skimage_sobel
 from torch import nn
 
+from benchmark.params import check_value
 from benchmark.registry import Registry
 from benchmark.runner import check_attributions
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers.erm import train_erm
-from plugins.explainers import EXPLAINERS, keyword_defaults
+from plugins.explainers import MODULES
 from plugins.explainers.cam import grad_cam, grad_cam_plus_plus, guided_grad_cam
 from plugins.explainers.controls import random_attributions, sobel
 from plugins.explainers.gradients import gradient, input_x_gradient, integrated_gradients
@@ -50,12 +52,25 @@ from plugins.explainers.surrogates import (
 from plugins.models.mlp import build_mlp
 from plugins.models.seed_cnn import build_seed_cnn
 
-NAMES = {name for name, *_ in EXPLAINERS}
+NAMES = {spec.name for module in MODULES for spec in module.specs()}
 CAM_NAMES = {"grad-cam", "grad-cam++", "guided-grad-cam"}
 LAYER = "conv_layers.3"
 
 
 REGISTRY = Registry.load()
+
+
+def keyword_defaults(factory) -> dict:
+    """The keyword-only parameters with defaults that a ``functools.partial`` leaves open, tuples
+    as lists: what a spec read from the factory's signature must hold as ``params``."""
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    return {
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        and p.default is not inspect.Parameter.empty
+        and name not in bound
+    }
 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, **params):
@@ -92,10 +107,11 @@ def test_registry_lists_every_explainer_through_the_entry_point():
         assert spec.version == "1" and spec.description and "\n" not in spec.description
         assert dict(spec.params) == keyword_defaults(spec.factory)
         # every keyword the factory takes is either a default param or the runner's layer
+        bound = spec.factory.keywords if isinstance(spec.factory, functools.partial) else {}
         keywords = {
             p.name
             for p in inspect.signature(spec.factory).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in bound
         }
         assert keywords == set(spec.params) | (
             {"target_layer"} if spec.uses_target_layer else set()
@@ -109,6 +125,28 @@ def test_registry_lists_every_explainer_through_the_entry_point():
             assert spec.requires == frozenset()
     cnn = REGISTRY.get("model", "seed-cnn")
     assert {"differentiable", "conv", "lrp"} <= cnn.provides
+
+
+def test_defaults_fit_their_annotations_and_ranges_are_checked_at_plan_time():
+    """A suite's values are checked against the factories' annotations before any job runs."""
+    for spec in REGISTRY.specs("explainer"):
+        types = spec.param_types()
+        assert set(types) == set(spec.params)
+        for name, value in spec.params.items():
+            assert check_value(types[name], value) == "", (spec.name, name)
+
+    def problem(name: str, param: str, value: object) -> str:
+        return check_value(REGISTRY.get("explainer", name).param_types()[param], value)
+
+    assert problem("smoothgrad", "samples", 0) and problem("smoothgrad", "samples", "5")
+    assert problem("smoothgrad", "noise_std", -0.1) and not problem("smoothgrad", "noise_std", 0)
+    assert problem("kernel-shap", "samples", 1) and not problem("kernel-shap", "samples", 2)
+    assert problem("lime", "kernel_width", 0) and problem("lrp", "epsilon", -1)
+    assert problem("integrated-gradients", "method", "simpson")
+    assert problem("deep-shap", "blur_sigmas", [2.0, 0]) and not problem(
+        "deep-shap", "blur_sigmas", [1]
+    )
+    assert problem("occlusion", "window", 0) and problem("grad-cam", "batch_size", 0)
 
 
 def _check_contract(name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> None:

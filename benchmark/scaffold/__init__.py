@@ -97,11 +97,14 @@ def new_plugin(name: str, folder: Path, kinds: tuple[str, ...] = KINDS) -> list[
     checks = "\n".join(
         f"    {check}," for check in sorted({"check_plugin", *(_COMPONENTS[k][1] for k in chosen)})
     )
-    tests = "".join(
-        f"\n\ndef test_the_{kind}_keeps_its_contract():\n"
-        f"    {_CHECK_CALLS[kind].format(name=name)}\n"
-        for kind in chosen
-    ) + "\n"
+    tests = (
+        "".join(
+            f"\n\ndef test_the_{kind}_keeps_its_contract():\n"
+            f"    {_CHECK_CALLS[kind].format(name=name)}\n"
+            for kind in chosen
+        )
+        + "\n"
+    )
     files = {
         "pyproject.toml": _template("pyproject.toml.tmpl").substitute(values),
         "README.md": _template("README.md.tmpl").substitute(values),

@@ -16,15 +16,31 @@ one channel.
   a NumPy transcription of that reference and against hand-computed values.
 * ``guided-grad-cam``: guided backpropagation times the upsampled Grad-CAM map (Selvaraju et
   al. 2017, section 3; captum ``GuidedGradCam``); it has the input's channels.
+
+The three share their parameters and the layer look-up, so they are one function,
+:func:`class_activation_map`, with ``method`` bound (``functools.partial``).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Literal
+
 import torch
 from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
+from pydantic import PositiveInt
 from torch import nn
 
-from plugins.explainers.batching import images_per_chunk, in_chunks, target_logits
+from benchmark.kit.batching import attribute_in_chunks, images_per_chunk, in_chunks, target_logits
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import CAM, explainer_spec
+
+CamMethod = Literal["grad-cam", "grad-cam++", "guided-grad-cam"]
+
+LayerMap = Callable[[nn.Module, nn.Module, torch.Tensor, torch.Tensor, str], torch.Tensor]
+"""``map(model, layer, x_chunk, target_chunk, layer_path) -> (n, 1, h, w)``: a one-channel
+CAM at the layer's resolution, before upsampling."""
 
 
 def resolve_layer(model: nn.Module, target_layer: str, method: str) -> nn.Module:
@@ -55,24 +71,11 @@ def _upsample(cam: torch.Tensor, size: tuple[int, int], layer_path: str) -> torc
     return LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
 
 
-def grad_cam(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    target_layer: str,
-    batch_size: int = 512,
+def grad_cam_map(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, layer_path: str
 ) -> torch.Tensor:
-    """Grad-CAM of ``target_layer``, ReLU-ed and upsampled to ``(N, 1, H, W)``."""
-    layer = resolve_layer(model, target_layer, "grad-cam")
-    method = LayerGradCam(model, layer)
-    size = tuple(x.shape[2:])
-
-    def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        cam = method.attribute(xs, target=ts, relu_attributions=True)
-        return _upsample(cam, size, target_layer)
-
-    return in_chunks(attribute, x, target, chunk=images_per_chunk(batch_size, 1), channels=1)
+    """Grad-CAM at the layer's resolution, ReLU-ed (captum ``LayerGradCam``)."""
+    return LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
 
 
 def layer_activations_and_gradients(
@@ -114,43 +117,63 @@ def grad_cam_plus_plus_weights(activations: torch.Tensor, grads: torch.Tensor) -
     return (alpha * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
 
 
-def grad_cam_plus_plus(
+def grad_cam_plus_plus_map(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, layer_path: str
+) -> torch.Tensor:
+    """Grad-CAM++ at the layer's resolution, ReLU-ed."""
+    activations, grads = layer_activations_and_gradients(model, layer, x, target)
+    _check_feature_maps(activations, layer_path)
+    weights = grad_cam_plus_plus_weights(activations, grads)
+    return torch.relu((weights * activations).sum(dim=1, keepdim=True))
+
+
+LAYER_MAPS: dict[str, LayerMap] = {"grad-cam": grad_cam_map, "grad-cam++": grad_cam_plus_plus_map}
+
+
+def class_activation_map(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
     *,
+    method: CamMethod,
     target_layer: str,
-    batch_size: int = 512,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
-    """Grad-CAM++ of ``target_layer``, ReLU-ed and upsampled to ``(N, 1, H, W)``."""
-    layer = resolve_layer(model, target_layer, "grad-cam++")
+    """The CAM ``method`` of ``target_layer``: Grad-CAM and Grad-CAM++ upsampled to
+    ``(N, 1, H, W)``, Guided Grad-CAM ``(N, C, H, W)``."""
+    layer = resolve_layer(model, target_layer, method)
+    if method == "guided-grad-cam":
+        return attribute_in_chunks(
+            GuidedGradCam(model, layer),
+            x,
+            target,
+            batch_size=batch_size,
+            interpolate_mode="bilinear",
+        )
+    layer_map = LAYER_MAPS[method]
     size = tuple(x.shape[2:])
 
     def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        activations, grads = layer_activations_and_gradients(model, layer, xs, ts)
-        _check_feature_maps(activations, target_layer)
-        weights = grad_cam_plus_plus_weights(activations, grads)
-        cam = torch.relu((weights * activations).sum(dim=1, keepdim=True))
-        return _upsample(cam, size, target_layer)
+        return _upsample(layer_map(model, layer, xs, ts, target_layer), size, target_layer)
 
     return in_chunks(attribute, x, target, chunk=images_per_chunk(batch_size, 1), channels=1)
 
 
-def guided_grad_cam(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    target_layer: str,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """Guided backpropagation times bilinearly upsampled Grad-CAM, ``(N, C, H, W)``."""
-    layer = resolve_layer(model, target_layer, "guided-grad-cam")
-    method = GuidedGradCam(model, layer)
-    return in_chunks(
-        lambda xs, ts: method.attribute(xs, target=ts, interpolate_mode="bilinear"),
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, 1),
-        channels=x.shape[1],
-    )
+grad_cam = functools.partial(class_activation_map, method="grad-cam")
+grad_cam_plus_plus = functools.partial(class_activation_map, method="grad-cam++")
+guided_grad_cam = functools.partial(class_activation_map, method="guided-grad-cam")
+
+
+def specs() -> list[ExplainerSpec]:
+    """The CAM family, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "grad-cam", grad_cam, CAM, "Grad-CAM, ReLU, bilinear upsampling (Selvaraju+ 2017)"
+        ),
+        explainer_spec(
+            "grad-cam++", grad_cam_plus_plus, CAM, "Grad-CAM++ (Chattopadhay+ 2018), bilinear"
+        ),
+        explainer_spec(
+            "guided-grad-cam", guided_grad_cam, CAM, "guided backprop x Grad-CAM (Selvaraju+ 2017)"
+        ),
+    ]

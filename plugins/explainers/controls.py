@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.kit.seeding import generator, image_seed
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import NOTHING, explainer_spec
 
 
 def random_attributions(
@@ -46,3 +48,18 @@ def sobel(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tens
         edges = F.conv2d(padded, kernels.unsqueeze(1))  # (N * C, 2, H, W)
         magnitude = edges.pow(2).mean(dim=1).sqrt()
     return magnitude.reshape(n, c, h, w)
+
+
+def specs() -> list[ExplainerSpec]:
+    """The two controls, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "random",
+            random_attributions,
+            NOTHING,
+            "control: Gaussian noise seeded per image (Hooker+ 2019)",
+        ),
+        explainer_spec(
+            "sobel", sobel, NOTHING, "control: Sobel edge magnitude of the image (Adebayo+ 2018)"
+        ),
+    ]

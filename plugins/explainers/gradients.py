@@ -13,39 +13,35 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
+from pydantic import PositiveInt
 from torch import nn
 
-from plugins.explainers.batching import images_per_chunk, in_chunks
+from benchmark.kit.batching import attribute_in_chunks
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import GRADIENT, explainer_spec
+
+Quadrature = Literal[
+    "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre"
+]
+"""Captum's integration rules for integrated gradients."""
 
 
 def gradient(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int = 512
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: PositiveInt = 512
 ) -> torch.Tensor:
     """Signed input gradient of the target logit, ``(N, C, H, W)``."""
-    saliency = Saliency(model)
-    return in_chunks(
-        lambda xs, ts: saliency.attribute(xs, target=ts, abs=False),
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, 1),
-        channels=x.shape[1],
-    )
+    return attribute_in_chunks(Saliency(model), x, target, batch_size=batch_size, abs=False)
 
 
 def input_x_gradient(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int = 512
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: PositiveInt = 512
 ) -> torch.Tensor:
     """``x * gradient``, ``(N, C, H, W)``."""
-    method = InputXGradient(model)
-    return in_chunks(
-        lambda xs, ts: method.attribute(xs, target=ts),
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, 1),
-        channels=x.shape[1],
-    )
+    return attribute_in_chunks(InputXGradient(model), x, target, batch_size=batch_size)
 
 
 def integrated_gradients(
@@ -53,23 +49,44 @@ def integrated_gradients(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    n_steps: int = 50,
-    method: str = "gausslegendre",
+    n_steps: PositiveInt = 50,
+    method: Quadrature = "gausslegendre",
     baseline: float = 0.0,
-    batch_size: int = 512,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """Integrated gradients from the constant image ``baseline`` (black by default).
 
     ``batch_size`` bounds the interpolated images per forward/backward pass: a chunk holds
     ``batch_size // n_steps`` images, each expanded into ``n_steps`` points of the path.
     """
-    ig = IntegratedGradients(model)
-    return in_chunks(
-        lambda xs, ts: ig.attribute(
-            xs, baselines=float(baseline), target=ts, n_steps=int(n_steps), method=method
-        ),
+    return attribute_in_chunks(
+        IntegratedGradients(model),
         x,
         target,
-        chunk=images_per_chunk(batch_size, n_steps),
-        channels=x.shape[1],
+        batch_size=batch_size,
+        per_image=n_steps,
+        baselines=float(baseline),
+        n_steps=int(n_steps),
+        method=method,
     )
+
+
+def specs() -> list[ExplainerSpec]:
+    """The gradient family, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "gradient",
+            gradient,
+            GRADIENT,
+            "signed input gradient of the target logit (Simonyan+ 2014)",
+        ),
+        explainer_spec(
+            "input-x-gradient", input_x_gradient, GRADIENT, "input times gradient (Shrikumar+ 2016)"
+        ),
+        explainer_spec(
+            "integrated-gradients",
+            integrated_gradients,
+            GRADIENT,
+            "integrated gradients from a black baseline (Sundararajan+ 2017)",
+        ),
+    ]

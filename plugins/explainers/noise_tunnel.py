@@ -15,20 +15,37 @@ generator), seeded with ``seed`` inside :func:`benchmark.kit.seeding.seeded`, so
 depends on the inputs and parameters only, never on what ran before, and the caller's random
 stream is left untouched. Chunks draw their noise one after the other, so the noise (and a
 result) also depends on ``batch_size``, which sets the chunks.
+
+The three differ only in how the noisy gradients are reduced, so they are one function,
+:func:`noise_tunnel`, with its ``nt_type`` bound (``functools.partial``, which pickles and
+whose bound keyword is not a suite parameter).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
 from captum.attr import NoiseTunnel, Saliency
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
+from benchmark.kit.batching import attribute_in_chunks
 from benchmark.kit.seeding import seeded
-from plugins.explainers.batching import images_per_chunk, in_chunks
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import GRADIENT, explainer_spec
 
 NoiseType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+
+
+def check_noise(method: str, samples: int, noise_std: float) -> None:
+    """Clear errors for the noise parameters (also GradientSHAP's) when called directly; a
+    suite's values are checked against the annotations at plan time already."""
+    if int(samples) < 1:
+        raise ValueError(f"{method}: samples must be a positive integer, got {samples!r}")
+    if not float(noise_std) >= 0.0:
+        raise ValueError(f"{method}: noise_std must be >= 0, got {noise_std!r}")
 
 
 def noise_tunnel(
@@ -37,102 +54,58 @@ def noise_tunnel(
     target: torch.Tensor,
     *,
     nt_type: NoiseType,
-    noise_std: float,
-    samples: int,
-    seed: int,
-    batch_size: int,
+    noise_std: NonNegativeFloat = 0.15,
+    samples: PositiveInt = 50,
+    seed: int = 0,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """``NoiseTunnel(Saliency)`` of type ``nt_type``, ``(N, C, H, W)``."""
-    if int(samples) < 1:
-        raise ValueError(f"{nt_type}: samples must be a positive integer, got {samples!r}")
-    if not float(noise_std) >= 0.0:
-        raise ValueError(f"{nt_type}: noise_std must be >= 0, got {noise_std!r}")
-    tunnel = NoiseTunnel(Saliency(model))
-
-    def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        return tunnel.attribute(
-            xs,
+    check_noise(nt_type, samples, noise_std)
+    with seeded(seed, x.device):
+        return attribute_in_chunks(
+            NoiseTunnel(Saliency(model)),
+            x,
+            target,
+            batch_size=batch_size,
+            per_image=samples,
             nt_type=nt_type,
             nt_samples=int(samples),
             stdevs=float(noise_std),
-            target=ts,
             abs=False,
         )
 
-    with seeded(seed, x.device):
-        return in_chunks(
-            attribute,
-            x,
-            target,
-            chunk=images_per_chunk(batch_size, samples),
-            channels=x.shape[1],
-        )
+
+smoothgrad = functools.partial(noise_tunnel, nt_type="smoothgrad")
+"""Mean gradient over noisy copies (SmoothGrad)."""
+smoothgrad_sq = functools.partial(noise_tunnel, nt_type="smoothgrad_sq")
+"""Mean squared gradient over noisy copies (SmoothGrad-Squared)."""
+vargrad = functools.partial(noise_tunnel, nt_type="vargrad")
+"""Variance of the gradient over noisy copies (VarGrad)."""
 
 
-def smoothgrad(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    noise_std: float = 0.15,
-    samples: int = 50,
-    seed: int = 0,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """Mean gradient over noisy copies (SmoothGrad)."""
-    return noise_tunnel(
-        model,
-        x,
-        target,
-        nt_type="smoothgrad",
-        noise_std=noise_std,
-        samples=samples,
-        seed=seed,
-        batch_size=batch_size,
-    )
-
-
-def smoothgrad_sq(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    noise_std: float = 0.15,
-    samples: int = 50,
-    seed: int = 0,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """Mean squared gradient over noisy copies (SmoothGrad-Squared)."""
-    return noise_tunnel(
-        model,
-        x,
-        target,
-        nt_type="smoothgrad_sq",
-        noise_std=noise_std,
-        samples=samples,
-        seed=seed,
-        batch_size=batch_size,
-    )
-
-
-def vargrad(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    noise_std: float = 0.15,
-    samples: int = 50,
-    seed: int = 0,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """Variance of the gradient over noisy copies (VarGrad)."""
-    return noise_tunnel(
-        model,
-        x,
-        target,
-        nt_type="vargrad",
-        noise_std=noise_std,
-        samples=samples,
-        seed=seed,
-        batch_size=batch_size,
-    )
+def specs() -> list[ExplainerSpec]:
+    """SmoothGrad, SmoothGrad-Squared and VarGrad, for ``plugins.explainers`` to register;
+    the same noisy gradients (for the same seed and batch size), reduced three ways."""
+    return [
+        explainer_spec(
+            "smoothgrad",
+            smoothgrad,
+            GRADIENT,
+            "gradient averaged over noisy copies (Smilkov+ 2017)",
+            batch_independent=False,
+        ),
+        explainer_spec(
+            "smoothgrad-sq",
+            smoothgrad_sq,
+            GRADIENT,
+            "mean squared gradient over noisy copies, SG-SQ (Hooker+ 2019)",
+            batch_independent=False,
+        ),
+        explainer_spec(
+            "vargrad",
+            vargrad,
+            GRADIENT,
+            "variance of gradients over noisy copies (Adebayo+ 2018)",
+            batch_independent=False,
+        ),
+    ]

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import torch
 from captum.attr import Occlusion
+from pydantic import PositiveInt
 from torch import nn
 
-from plugins.explainers.batching import images_per_chunk, in_chunks
+from benchmark.kit.batching import attribute_in_chunks, images_per_chunk
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import NOTHING, explainer_spec
 
 
 def occlusion(
@@ -23,10 +26,10 @@ def occlusion(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    window: int = 4,
-    stride: int = 2,
+    window: PositiveInt = 4,
+    stride: PositiveInt = 2,
     baseline: float = 0.0,
-    batch_size: int = 512,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """Occlusion attributions (drop of the target logit), ``(N, C, H, W)``."""
     _, c, h, w = x.shape
@@ -37,20 +40,29 @@ def occlusion(
             f"got window={window}, stride={stride}"
         )
     positions = ((h - window) // stride + 1) * ((w - window) // stride + 1)
-    method = Occlusion(model)
     # Whole images per chunk and few windows per pass: captum builds each window's masked batch
     # in a Python loop, so fewer, larger chunks keep that loop short.
     chunk = min(max(1, x.shape[0]), images_per_chunk(batch_size, 1))
-    per_eval = max(1, min(positions, batch_size // chunk))
+    return attribute_in_chunks(
+        Occlusion(model),
+        x,
+        target,
+        batch_size=batch_size,
+        grad=False,
+        sliding_window_shapes=(c, window, window),
+        strides=(c, stride, stride),
+        baselines=float(baseline),
+        perturbations_per_eval=max(1, min(positions, batch_size // chunk)),
+    )
 
-    def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        return method.attribute(
-            xs,
-            sliding_window_shapes=(c, window, window),
-            strides=(c, stride, stride),
-            baselines=float(baseline),
-            target=ts,
-            perturbations_per_eval=per_eval,
+
+def specs() -> list[ExplainerSpec]:
+    """Occlusion, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "occlusion",
+            occlusion,
+            NOTHING,
+            "logit drop under a sliding black patch (Zeiler & Fergus 2014)",
         )
-
-    return in_chunks(attribute, x, target, chunk=chunk, channels=c, grad=False)
+    ]

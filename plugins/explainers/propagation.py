@@ -21,19 +21,28 @@ Captum hooks ``nn.ReLU`` modules and gives every leaf layer a rule, so these met
 model whose nonlinearities are distinct, unshared modules of the types captum knows (ReLU,
 Conv2d, Linear, pooling, dropout, batch norm). Models declare that with the ``lrp`` tag;
 deconvnet and guided backprop only need ReLU modules and check for them at run time, because a
-model with functional ReLUs would silently yield the plain gradient.
+model with functional ReLUs would silently yield the plain gradient. The two differ only in the
+captum class, so they are :func:`relu_backward` with ``method`` bound (``functools.partial``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from captum.attr import LRP, Deconvolution, GuidedBackprop
 from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule, PropagationRule
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
-from plugins.explainers.batching import images_per_chunk, in_chunks, target_logits
+from benchmark.kit.batching import attribute_in_chunks, images_per_chunk, in_chunks, target_logits
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import GRADIENT, RULES, explainer_spec
+
+RELU_BACKWARD = {"deconvnet": Deconvolution, "guided-backprop": GuidedBackprop}
+"""Captum's class for each modified ReLU backward pass."""
 
 
 def require_relu_modules(model: nn.Module, method: str) -> None:
@@ -45,34 +54,21 @@ def require_relu_modules(model: nn.Module, method: str) -> None:
         )
 
 
-def deconvnet(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int = 512
+def relu_backward(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    method: Literal["deconvnet", "guided-backprop"],
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
-    """Deconvnet attributions, ``(N, C, H, W)``."""
-    require_relu_modules(model, "deconvnet")
-    method = Deconvolution(model)
-    return in_chunks(
-        lambda xs, ts: method.attribute(xs, target=ts),
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, 1),
-        channels=x.shape[1],
-    )
+    """Deconvnet or guided backpropagation attributions, ``(N, C, H, W)``."""
+    require_relu_modules(model, method)
+    return attribute_in_chunks(RELU_BACKWARD[method](model), x, target, batch_size=batch_size)
 
 
-def guided_backprop(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int = 512
-) -> torch.Tensor:
-    """Guided backpropagation attributions, ``(N, C, H, W)``."""
-    require_relu_modules(model, "guided-backprop")
-    method = GuidedBackprop(model)
-    return in_chunks(
-        lambda xs, ts: method.attribute(xs, target=ts),
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, 1),
-        channels=x.shape[1],
-    )
+deconvnet = functools.partial(relu_backward, method="deconvnet")
+guided_backprop = functools.partial(relu_backward, method="guided-backprop")
 
 
 def lrp(
@@ -80,8 +76,8 @@ def lrp(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    epsilon: float = 0.1,
-    batch_size: int = 512,
+    epsilon: NonNegativeFloat = 0.1,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """LRP-epsilon relevance of the target logit, ``(N, C, H, W)``."""
     if not float(epsilon) >= 0.0:
@@ -94,7 +90,7 @@ def lrp(
 
 
 def excitation_backprop(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int = 512
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: PositiveInt = 512
 ) -> torch.Tensor:
     """Excitation backprop (LRP z+ from a unit mass on the target), ``(N, C, H, W)``."""
 
@@ -148,3 +144,30 @@ def _with_rules(
     return in_chunks(
         attribute, x, target, chunk=images_per_chunk(batch_size, 1), channels=x.shape[1]
     )
+
+
+def specs() -> list[ExplainerSpec]:
+    """The propagation-rule methods, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "deconvnet",
+            deconvnet,
+            GRADIENT,
+            "deconvnet backward through ReLUs (Zeiler & Fergus 2014)",
+        ),
+        explainer_spec(
+            "guided-backprop",
+            guided_backprop,
+            GRADIENT,
+            "guided backpropagation (Springenberg+ 2015)",
+        ),
+        explainer_spec(
+            "lrp", lrp, RULES, "layer-wise relevance propagation, epsilon rule (Bach+ 2015)"
+        ),
+        explainer_spec(
+            "excitation-backprop",
+            excitation_backprop,
+            RULES,
+            "excitation backprop = LRP z+ / alpha1-beta0 (Zhang+ 2016)",
+        ),
+    ]

@@ -35,10 +35,17 @@ import torch
 import torch.nn.functional as F
 from captum.attr import DeepLift
 from captum.attr._core.gradient_shap import InputBaselineXGradient
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
+from benchmark.kit.batching import FAST_LAYOUT, images_per_chunk, in_chunks
 from benchmark.kit.seeding import seeded
-from plugins.explainers.batching import FAST_LAYOUT, images_per_chunk, in_chunks
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import GRADIENT, RULES, explainer_spec
+from plugins.explainers.noise_tunnel import check_noise
+
+BlurSigmas = tuple[PositiveFloat, ...]
+"""Standard deviations of the blurred references, in pixels (a YAML list)."""
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -75,8 +82,8 @@ def deep_shap(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    blur_sigmas: Sequence[float] = (2.0, 4.0, 8.0),
-    batch_size: int = 512,
+    blur_sigmas: BlurSigmas = (2.0, 4.0, 8.0),
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """DeepLIFT averaged over each image's references (DeepSHAP), ``(N, C, H, W)``."""
     count = 1 + len(blur_sigmas)
@@ -106,17 +113,14 @@ def gradient_shap(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    blur_sigmas: Sequence[float] = (2.0, 4.0, 8.0),
-    samples: int = 32,
-    noise_std: float = 0.0,
+    blur_sigmas: BlurSigmas = (2.0, 4.0, 8.0),
+    samples: PositiveInt = 32,
+    noise_std: NonNegativeFloat = 0.0,
     seed: int = 0,
-    batch_size: int = 512,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """Expected gradients over each image's references (GradientSHAP), ``(N, C, H, W)``."""
-    if int(samples) < 1:
-        raise ValueError(f"gradient-shap: samples must be a positive integer, got {samples!r}")
-    if not float(noise_std) >= 0.0:
-        raise ValueError(f"gradient-shap: noise_std must be >= 0, got {noise_std!r}")
+    check_noise("gradient-shap", samples, noise_std)
     samples = int(samples)
     method = InputBaselineXGradient(model)
 
@@ -139,3 +143,22 @@ def gradient_shap(
             chunk=images_per_chunk(batch_size, samples),
             channels=x.shape[1],
         )
+
+
+def specs() -> list[ExplainerSpec]:
+    """DeepSHAP and GradientSHAP, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "deep-shap",
+            deep_shap,
+            RULES,
+            "DeepLIFT averaged over black + blurred references (Lundberg & Lee 2017)",
+        ),
+        explainer_spec(
+            "gradient-shap",
+            gradient_shap,
+            GRADIENT,
+            "expected gradients over black + blurred references (Lundberg & Lee 2017)",
+            batch_independent=False,
+        ),
+    ]

@@ -44,12 +44,20 @@ afford it raises ``samples``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
+from benchmark.kit.batching import FAST_LAYOUT, images_per_chunk, in_chunks, target_logits
 from benchmark.kit.seeding import generator
-from plugins.explainers.batching import FAST_LAYOUT, images_per_chunk, in_chunks, target_logits
+from benchmark.specs import ExplainerSpec
+from plugins.explainers.capabilities import NOTHING, explainer_spec
+
+Samples = Annotated[int, Field(ge=2)]
+"""Perturbed images per image: a regression needs at least two."""
 
 
 def grid_cells(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:
@@ -156,25 +164,55 @@ def solve_kernel_shap(
     return torch.cat([phi, (delta - phi.sum(-1)).unsqueeze(-1)], dim=-1).float()
 
 
-def kernel_shap(
-    model: nn.Module,
+Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
+"""``fit(x_chunk, target_chunk, cells, cell_count, generator) -> (n, M)``: one coefficient per
+cell and image, from the model's logits on the chunk's perturbed images."""
+
+
+def surrogate_maps(
+    method: str,
     x: torch.Tensor,
     target: torch.Tensor,
-    *,
-    grid: int = 7,
-    samples: int = 128,
-    baseline: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 512,
+    fit: Fit,
+    calls: Callable[[int], int],
+    grid: int,
+    samples: int,
+    seed: int,
+    batch_size: int,
 ) -> torch.Tensor:
-    """KernelSHAP on a ``grid x grid`` of superpixels, ``(N, 1, H, W)``."""
+    """What KernelSHAP and LIME share, ``(N, 1, H, W)``: the grid of ``M`` cells, one generator
+    for the whole call (chunks draw their coalitions one after the other), chunks sized by
+    ``calls(M)``, the model calls one image costs, run without gradients, and coefficients
+    painted onto the cells."""
     if int(samples) < 2:
-        raise ValueError(f"kernel-shap: samples must be at least 2, got {samples!r}")
+        raise ValueError(f"{method}: samples must be at least 2, got {samples!r}")
     cells = grid_cells(x.shape[2], x.shape[3], grid, x.device)
     m = int(cells.max()) + 1
     gen = generator(seed)
 
     def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        return paint(fit(xs, ts, cells, m, gen), cells)
+
+    chunk = images_per_chunk(batch_size, calls(m))
+    return in_chunks(attribute, x, target, chunk=chunk, channels=1, grad=False)
+
+
+def kernel_shap(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    grid: PositiveInt = 7,
+    samples: Samples = 128,
+    baseline: float = 0.0,
+    seed: int = 0,
+    batch_size: PositiveInt = 512,
+) -> torch.Tensor:
+    """KernelSHAP on a ``grid x grid`` of superpixels, ``(N, 1, H, W)``."""
+
+    def fit(
+        xs: torch.Tensor, ts: torch.Tensor, cells: torch.Tensor, m: int, gen: torch.Generator
+    ) -> torch.Tensor:
         n = xs.shape[0]
         coalitions, weights = shapley_kernel_coalitions(n, m, int(samples), gen, xs.device)
         ends = torch.stack([torch.ones(m), torch.zeros(m)]).long().to(xs.device)
@@ -187,19 +225,13 @@ def kernel_shap(
             float(baseline),
             batch_size,
         )
-        phi = solve_kernel_shap(coalitions, weights, values[:, 2:], values[:, 0], values[:, 1])
-        return paint(phi, cells)
+        return solve_kernel_shap(coalitions, weights, values[:, 2:], values[:, 0], values[:, 1])
 
-    coalitions = 2**m - 2 if enumerates_all_coalitions(m, int(samples)) else int(samples) + 1
-    evaluations = coalitions + 2  # plus the all-on and all-off images
-    return in_chunks(
-        attribute,
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, evaluations),
-        channels=1,
-        grad=False,
-    )
+    def calls(m: int) -> int:
+        coalitions = 2**m - 2 if enumerates_all_coalitions(m, int(samples)) else int(samples) + 1
+        return coalitions + 2  # plus the all-on and all-off images
+
+    return surrogate_maps("kernel-shap", x, target, fit, calls, grid, samples, seed, batch_size)
 
 
 def lime_coalitions(
@@ -243,36 +275,46 @@ def lime(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    grid: int = 7,
-    samples: int = 128,
-    kernel_width: float = 0.25,
+    grid: PositiveInt = 7,
+    samples: Samples = 128,
+    kernel_width: PositiveFloat = 0.25,
     alpha: float = 1.0,
     baseline: float = 0.0,
     seed: int = 0,
-    batch_size: int = 512,
+    batch_size: PositiveInt = 512,
 ) -> torch.Tensor:
     """LIME on a ``grid x grid`` of superpixels, ``(N, 1, H, W)``."""
-    if int(samples) < 2:
-        raise ValueError(f"lime: samples must be at least 2, got {samples!r}")
     if not float(kernel_width) > 0:
         raise ValueError(f"lime: kernel_width must be positive, got {kernel_width!r}")
-    cells = grid_cells(x.shape[2], x.shape[3], grid, x.device)
-    m = int(cells.max()) + 1
-    gen = generator(seed)
 
-    def attribute(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    def fit(
+        xs: torch.Tensor, ts: torch.Tensor, cells: torch.Tensor, m: int, gen: torch.Generator
+    ) -> torch.Tensor:
         coalitions = lime_coalitions(xs.shape[0], m, int(samples), gen, xs.device)
         values = perturbed_logits(model, xs, ts, coalitions, cells, float(baseline), batch_size)
-        coefficients = solve_ridge(
-            coalitions, values, lime_weights(coalitions, kernel_width), alpha
-        )
-        return paint(coefficients, cells)
+        return solve_ridge(coalitions, values, lime_weights(coalitions, kernel_width), alpha)
 
-    return in_chunks(
-        attribute,
-        x,
-        target,
-        chunk=images_per_chunk(batch_size, samples),
-        channels=1,
-        grad=False,
-    )
+    def calls(_m: int) -> int:
+        return samples  # one per coalition, the unperturbed image among them
+
+    return surrogate_maps("lime", x, target, fit, calls, grid, samples, seed, batch_size)
+
+
+def specs() -> list[ExplainerSpec]:
+    """KernelSHAP and LIME, for ``plugins.explainers`` to register."""
+    return [
+        explainer_spec(
+            "kernel-shap",
+            kernel_shap,
+            NOTHING,
+            "KernelSHAP on a 7x7 superpixel grid, batched (Lundberg & Lee 2017)",
+            batch_independent=False,
+        ),
+        explainer_spec(
+            "lime",
+            lime,
+            NOTHING,
+            "LIME on a 7x7 superpixel grid, batched (Ribeiro+ 2016)",
+            batch_independent=False,
+        ),
+    ]
