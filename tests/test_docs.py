@@ -57,3 +57,10 @@ def test_the_hook_table_lists_every_registration_hook():
     text = DOC.read_text()
     for kind in KIND_TABLE:
         assert f"`{kind.hook}`" in text
+
+
+def test_the_readme_suite_example_validates():
+    readme = (DOC.parent.parent / "README.md").read_text()
+    (body,) = [b for lang, b in FENCE.findall(readme) if lang == "yaml"][:1]
+    suite = suite_module.parse(body, "README.md", Registry.load())
+    assert [c.label for c in suite.components["explainer"]] == ["gradient", "random"]

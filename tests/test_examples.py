@@ -61,6 +61,8 @@ def test_installed_plugin_is_listed_with_its_version_and_broken_one_reported(sit
         "version": "0.3.1",
         "status": "loaded",
         "error": "",
+        "components": 2,
+        "warning": "",
     }
     assert plugins["broken"]["status"] == "error"
     assert "needs a GPU driver" in plugins["broken"]["error"]

@@ -3,7 +3,9 @@
 This module is what ``[project.entry-points.bench] example = "bench_example_plugin"`` names, so
 it is all the core imports. It keeps to the hooks and the spec types of ``benchmark``, the public
 contract, and leaves ``version`` empty so every component carries this distribution's version
-(part of each cache key: releasing 0.3.2 retrains and re-evaluates nothing stale).
+(part of each cache key: releasing 0.3.2 retrains and re-evaluates nothing stale). Parameters
+are read from the factories' signatures (``bins``, ``batch_size``, ``bias``), annotations and
+ranges included, so a suite's ``bins: 0`` is refused by ``bench plan``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ def bench_register_models(register: Callable[[ModelSpec], None]) -> None:
             name="logistic-regression",
             factory=build_logistic_regression,
             description="multinomial logistic regression on raw pixels (one linear layer)",
-            params={"bias": True},
-            provides=frozenset({"differentiable"}),
+            provides=frozenset({"differentiable", "linear-head"}),
         )
     )
 
@@ -36,7 +37,6 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
             name="calibration",
             factory=evaluate_calibration,
             description="ECE / MCE (equal-width bins), NLL and Brier score on the test split",
-            params={"bins": 15, "batch_size": 512},
             directions=DIRECTIONS,
         )
     )

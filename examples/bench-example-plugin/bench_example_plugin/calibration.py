@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from benchmark import Evaluation, EvaluationContext
 from benchmark.specs import Direction
+from pydantic import PositiveInt
 from torch import nn
 
 DIRECTIONS: dict[str, Direction] = {
@@ -150,7 +151,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.
 
 
 def evaluate_calibration(
-    context: EvaluationContext, bins: int = 15, batch_size: int = 512
+    context: EvaluationContext, bins: PositiveInt = 15, batch_size: PositiveInt = 512
 ) -> Evaluation:
     """The ``calibration`` evaluator: metrics of ``context.model`` on the test split (the
     logits come back on the CPU, so the labels join them there)."""

@@ -11,10 +11,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from benchmark import Dataset, EvaluationContext, ModelSpec, Split
+from benchmark.testing import check_evaluator, check_model, check_plugin, make_context
 from sklearn.metrics import brier_score_loss, log_loss
 
+import bench_example_plugin
 from bench_example_plugin.calibration import (
+    DIRECTIONS,
     bin_statistics,
     brier_score,
     calibration_metrics,
@@ -103,26 +105,29 @@ def test_invalid_inputs_are_refused():
         negative_log_likelihood(PROBS[:0], LABELS[:0])
 
 
-def test_evaluator_on_a_logistic_regression_batches_without_changing_the_result():
-    torch.manual_seed(0)
-    x = torch.rand(70, 1, 4, 4)
-    y = torch.randint(0, 3, (70,))
-    split = Split(x, y)
-    model = build_logistic_regression(3, (1, 4, 4))
-    assert model(x).shape == (70, 3)
-    context = EvaluationContext(
-        dataset=Dataset(train=split, test=split, num_classes=3),
-        model=model,
-        model_spec=ModelSpec("logistic-regression", build_logistic_regression),
-        seed=0,
-        train=lambda split, *, seed=None: model,
+def test_the_components_keep_the_bench_contracts():
+    """benchmark.testing's checks, on tiny real data through the installed plugins."""
+    check_plugin(bench_example_plugin)
+    check_model("logistic-regression", input_shapes=((1, 8, 8), (3, 32, 32)))
+    evaluation = check_evaluator("calibration", dataset="digits", model="logistic-regression")
+    assert set(evaluation.metrics) == set(DIRECTIONS)
+
+
+def test_evaluator_on_a_logistic_regression_batches_without_changing_the_result(tmp_path):
+    context = make_context(
+        dataset="digits",
+        model="logistic-regression",
+        dataset_params={"train_limit": 300, "test_limit": 70},
+        debiaser_params={"epochs": 2},
+        cache_dir=str(tmp_path),
     )
+    model, test = context.model, context.dataset.test
     model.train()
     batched = evaluate_calibration(context, bins=5, batch_size=16)
     assert model.training  # the evaluator restores the mode it found
     whole = evaluate_calibration(context, bins=5, batch_size=512)
     assert batched.metrics == pytest.approx(whole.metrics)
-    assert batched.metrics["nll"] == pytest.approx(
-        torch.nn.functional.cross_entropy(model(x).double(), y).item()
-    )
+    with torch.no_grad():
+        nll = torch.nn.functional.cross_entropy(model.eval()(test.x).double(), test.y).item()
+    assert batched.metrics["nll"] == pytest.approx(nll)
     assert build_logistic_regression(3, (1, 4, 4), bias=False)[1].bias is None
