@@ -23,6 +23,7 @@ from rich.table import Table
 from benchmark import planner, render
 from benchmark import suite as suite_module
 from benchmark.errors import BenchInputError
+from benchmark.kinds import COMPONENT_KINDS, KIND_TABLE
 from benchmark.records import bounded
 from benchmark.registry import PluginError, Registry
 
@@ -136,7 +137,7 @@ def plugins(as_json: bool) -> None:
         for r in registry.plugins.values()
     ]
     components = []
-    for spec in [*registry.all_specs(), *registry.specs("suite"), *registry.specs("executor")]:
+    for spec in [spec for kind in KIND_TABLE for spec in registry.specs(kind.name)]:
         record = registry.plugins.get(spec.plugin)
         components.append(
             {
@@ -417,7 +418,7 @@ def new() -> None:
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["dataset", "model", "debiaser", "explainer", "evaluator"]),
+    type=click.Choice(COMPONENT_KINDS),
     help="Component kinds to include (repeat the option) [default: all five].",
 )
 @click.option(

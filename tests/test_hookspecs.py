@@ -42,3 +42,14 @@ def _type_namespace():
         "Outcome": records.Outcome,
         "RunSummary": records.RunSummary,
     }
+
+
+def test_every_kind_of_the_kind_table_has_its_registration_hook():
+    from benchmark import hookspecs
+    from benchmark.kinds import KIND_TABLE
+    from benchmark.registry import KNOWN_HOOKS
+
+    for kind in KIND_TABLE:
+        assert callable(getattr(hookspecs, kind.hook)), kind
+        assert kind.hook in KNOWN_HOOKS
+        assert kind.spec_type.kind == kind.name

@@ -13,6 +13,7 @@ import math
 import pandas as pd
 from scipy.stats import kendalltau
 
+from benchmark.kinds import COMPONENT_KINDS
 from benchmark.leaderboard import ROW_KINDS, Leaderboard
 
 ARROWS = {"higher": "↑", "lower": "↓"}
@@ -202,8 +203,7 @@ def render(
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():
-            kinds = ("dataset", *ROW_KINDS, "evaluator")
-            job = " / ".join(str(failure[k]) for k in kinds if failure[k])
+            job = " / ".join(str(failure[k]) for k in COMPONENT_KINDS if failure[k])
             error = str(failure["error"]).replace("|", "\\|").replace("\n", " ")
             parts.append(f"| {job} | {failure['seed']} | {error} |")
         parts.append("")

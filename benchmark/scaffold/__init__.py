@@ -19,8 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 from benchmark.errors import BenchInputError
+from benchmark.kinds import COMPONENT_KINDS
 
-KINDS = ("dataset", "model", "debiaser", "explainer", "evaluator")
+KINDS = COMPONENT_KINDS
 """What a plugin can contribute, in pipeline order (suites come with every scaffold)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
