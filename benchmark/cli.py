@@ -58,18 +58,15 @@ def _load_registry(warn: bool = True) -> Registry:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(EXIT_INPUT_ERROR)
     if warn:
-        for record in registry.broken_plugins():
-            what = "loaded in part" if record.status == "partial" else "not loaded"
-            err_console.print(
-                f"[yellow]warning:[/] plugin '{record.name}' "
-                f"({record.distribution} {record.version}) {what}: "
-                f"{escape(record.error)}  (see `bench plugins`)"
-            )
-        for record in registry.plugin_warnings():
-            err_console.print(
-                f"[yellow]warning:[/] plugin '{record.name}' "
-                f"({record.distribution} {record.version}) {record.warning}"
-            )
+        problems = {"partial": "loaded in part: ", "error": "not loaded: "}
+        for record in registry.plugins.values():
+            if record.status in problems or record.warning:
+                err_console.print(
+                    f"[yellow]warning:[/] plugin '{record.name}' ({record.distribution} "
+                    f"{record.version}) {problems.get(record.status, '')}"
+                    f"{escape(record.error or record.warning)}"
+                    + ("  (see `bench plugins`)" if record.error else "")
+                )
     return registry
 
 

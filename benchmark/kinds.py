@@ -6,15 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.specs import (
-    DatasetSpec,
-    DebiaserSpec,
-    EvaluatorSpec,
-    ExecutorSpec,
-    ExplainerSpec,
-    ModelSpec,
-    SuiteSpec,
-)
+from benchmark import specs
 
 
 @dataclass(frozen=True)
@@ -35,13 +27,13 @@ class Kind:
 
 
 KIND_TABLE: tuple[Kind, ...] = (
-    Kind("dataset", "datasets", DatasetSpec, True),
-    Kind("model", "models", ModelSpec, True),
-    Kind("debiaser", "debiasers", DebiaserSpec, True),
-    Kind("explainer", "explainers", ExplainerSpec, True),
-    Kind("evaluator", "evaluators", EvaluatorSpec, True),
-    Kind("suite", "suites", SuiteSpec, False),
-    Kind("executor", "executors", ExecutorSpec, False),
+    Kind("dataset", "datasets", specs.DatasetSpec, True),
+    Kind("model", "models", specs.ModelSpec, True),
+    Kind("debiaser", "debiasers", specs.DebiaserSpec, True),
+    Kind("explainer", "explainers", specs.ExplainerSpec, True),
+    Kind("evaluator", "evaluators", specs.EvaluatorSpec, True),
+    Kind("suite", "suites", specs.SuiteSpec, False),
+    Kind("executor", "executors", specs.ExecutorSpec, False),
 )
 """Components first, in pipeline order (a job holds at most one of each)."""
 

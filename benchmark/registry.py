@@ -292,9 +292,6 @@ class Registry:
         """Plugins that failed in whole or in part."""
         return [p for p in self.plugins.values() if p.status in ("error", "partial")]
 
-    def plugin_warnings(self) -> list[PluginRecord]:
-        return [p for p in self.plugins.values() if p.warning]
-
     def plugin_version(self, plugin_name: str) -> str:
         return self.plugins[plugin_name].version if plugin_name in self.plugins else ""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.registry import Registry
+from benchmark.testing.pytest_plugin import run_bench
 from tests import toy_plugin
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,15 +73,30 @@ def bench(
         paths.append(full_env["PYTHONPATH"])
     full_env["PYTHONPATH"] = os.pathsep.join(paths)
     full_env.setdefault("BENCH_HOME", str(cwd / ".bench"))
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=cwd,
-        env=full_env,
+    return run_bench(list(args), cwd, full_env, timeout)
+
+
+def plugins_json(cwd: Path, site: Path, env: dict[str, str] | None = None) -> dict:
+    """``bench plugins --json`` with the distributions installed under ``site``."""
+    import json
+
+    result = bench("plugins", "--json", cwd=cwd, extra_path=[site], env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def pip_install(target: Path, *sources: Path) -> None:
+    """A real ``pip install`` of local distributions into ``target`` (not editable, no
+    dependencies): real dist-info and entry points, the test environment left untouched."""
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run(
+        [*pip, "--target", str(target), *map(str, sources)],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=600,
         stdin=subprocess.DEVNULL,
     )
+    assert done.returncode == 0, done.stderr
 
 
 def run_plan(registry, tmp_path, plan, executor="serial", **kwargs):

@@ -3,7 +3,6 @@ gets: a misspelt hook, a name clash with a built-in, a hook that fails half-way,
 registers nothing, an evaluator without directions. Third-party plugins are real distributions
 found through their entry points by the real ``bench`` CLI."""
 
-import json
 import types
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from benchmark import EvaluatorSpec, hookimpl
 from benchmark.registry import PluginError, Registry
 from benchmark.runner import environment_versions
-from tests.conftest import bench, write_distribution
+from tests.conftest import bench, plugins_json, write_distribution
 
 MISSPELT = """
 from benchmark import ExplainerSpec, hookimpl
@@ -60,9 +59,7 @@ def careless_site(tmp_path):
 
 
 def test_each_careless_plugin_is_named_with_what_is_wrong(tmp_path, careless_site):
-    done = bench("plugins", "--json", cwd=tmp_path, extra_path=[careless_site])
-    assert done.returncode == 0, done.stderr
-    listing = json.loads(done.stdout)
+    listing = plugins_json(tmp_path, careless_site)
     plugins = {p["name"]: p for p in listing["plugins"]}
 
     misspelt = plugins["misspelt"]

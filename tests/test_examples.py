@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, bench
+from tests.conftest import REPO, bench, pip_install, plugins_json
 
 SUITE = """\
 name: third-party
@@ -28,32 +28,16 @@ leaderboard: {metric: accuracy}
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(REPO / "examples" / "bench-example-plugin"),
-            str(REPO / "examples" / "broken-plugin"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
+    pip_install(
+        target,
+        REPO / "examples" / "bench-example-plugin",
+        REPO / "examples" / "broken-plugin",
     )
     return target
 
 
 def test_installed_plugin_is_listed_with_its_version_and_broken_one_reported(site, tmp_path):
-    result = bench("plugins", "--json", cwd=tmp_path, extra_path=[site])
-    assert result.returncode == 0, result.stderr
-    listing = json.loads(result.stdout)
+    listing = plugins_json(tmp_path, site)
     plugins = {p["name"]: p for p in listing["plugins"]}
     assert plugins["example"] == {
         "name": "example",

@@ -1,13 +1,12 @@
 """Plugin loading: in-process plugins, fake installed distributions, broken plugins, env vars."""
 
-import json
 import types
 
 import pytest
 
 from benchmark import DatasetSpec, ModelSpec, hookimpl
 from benchmark.registry import PluginError, Registry
-from tests.conftest import bench, write_distribution
+from tests.conftest import bench, plugins_json, write_distribution
 from tests.toy_plugin import linear
 
 
@@ -101,14 +100,8 @@ def fake_site(tmp_path):
     return site
 
 
-def _plugins_json(tmp_path, site, env=None):
-    result = bench("plugins", "--json", cwd=tmp_path, extra_path=[site], env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_fake_distributions_good_listed_and_broken_reported(tmp_path, fake_site):
-    listing = _plugins_json(tmp_path, fake_site)
+    listing = plugins_json(tmp_path, fake_site)
     plugins = {p["name"]: p for p in listing["plugins"]}
     assert plugins["goodthing"]["status"] == "loaded"
     assert plugins["goodthing"]["distribution"] == "bench-good-thing"
@@ -125,11 +118,11 @@ def test_fake_distributions_good_listed_and_broken_reported(tmp_path, fake_site)
 
 
 def test_disable_and_allow_list(tmp_path, fake_site):
-    listing = _plugins_json(tmp_path, fake_site, env={"BENCH_DISABLE_PLUGINS": "crashing"})
+    listing = plugins_json(tmp_path, fake_site, env={"BENCH_DISABLE_PLUGINS": "crashing"})
     plugins = {p["name"]: p for p in listing["plugins"]}
     assert plugins["crashing"]["status"] == "disabled"
 
-    listing = _plugins_json(tmp_path, fake_site, env={"BENCH_LOAD_PLUGINS": "goodthing"})
+    listing = plugins_json(tmp_path, fake_site, env={"BENCH_LOAD_PLUGINS": "goodthing"})
     plugins = {p["name"]: p["status"] for p in listing["plugins"]}
     assert plugins["goodthing"] == "loaded"
     assert plugins["builtin_models"] == "disabled"

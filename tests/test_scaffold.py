@@ -2,7 +2,6 @@
 point, and its own tests (contract checks and the demo suite through the CLI) pass as
 generated."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 
 from benchmark import scaffold
 from benchmark.errors import BenchInputError
-from tests.conftest import bench
+from tests.conftest import bench, pip_install, plugins_json
 
 
 @pytest.mark.slow
@@ -19,28 +18,8 @@ def test_a_generated_plugin_installs_loads_and_passes_its_own_tests(tmp_path):
     done = bench("new", "plugin", "my-plugin", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     site = tmp_path / "site"
-    # a real pip install (not editable: --target keeps the test's environment untouched)
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "--target",
-            str(site),
-            str(tmp_path / "my-plugin"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr
-
-    listing = bench("plugins", "--json", cwd=tmp_path, extra_path=[site])
-    plugins = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    pip_install(site, tmp_path / "my-plugin")
+    plugins = {p["name"]: p for p in plugins_json(tmp_path, site)["plugins"]}
     assert plugins["my_plugin"]["status"] == "loaded", plugins["my_plugin"]
     assert plugins["my_plugin"]["components"] == 6  # five components and the demo suite
 

@@ -47,6 +47,21 @@ class BenchResult:
         return pd.read_csv(self.folder / "leaderboards" / suite_name / "results.csv")
 
 
+def run_bench(
+    args: list[str], cwd: Path, env: Mapping[str, str], timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmark ARGS`` in a fresh interpreter: real entry points, no stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def run_suite(
     suite: str | Mapping[str, Any],
     folder: Path,
@@ -66,15 +81,7 @@ def run_suite(
         (folder / "suite.yaml").write_text(text, encoding="utf-8")
         ref = "suite.yaml"
     full_env = {**os.environ, "CI": "true", "BENCH_HOME": str(folder / ".bench"), **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--suite", ref, "--no-progress", *args],
-        cwd=folder,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_bench(["run", "--suite", ref, "--no-progress", *args], folder, full_env, timeout)
     return BenchResult(done.returncode, done.stdout, done.stderr, folder)
 
 
