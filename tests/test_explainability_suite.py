@@ -1,12 +1,11 @@
 """The built-in `explainability` suite: its plan, and a miniature of it run end to end."""
 
-import pandas as pd
 import pytest
 
 from benchmark import planner
 from benchmark import suite as suite_module
 from benchmark.registry import Registry
-from tests.conftest import bench
+from benchmark.testing import run_suite
 
 
 def test_builtin_suite_pairs_every_explainer_with_every_evaluator():
@@ -48,13 +47,12 @@ leaderboard:
 def test_mini_explainability_suite_through_the_cli(tmp_path):
     """The whole road a user takes: real training, retraining, four kinds of evaluator, the
     leaderboard with its rank table and figures, then a rerun that retrains nothing."""
-    (tmp_path / "mini.yaml").write_text(MINI_SUITE)
-    first = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path, timeout=1800)
+    first = run_suite(MINI_SUITE, tmp_path, timeout=1800)
     assert first.returncode == 0, first.stderr
     assert "16 run" in first.stderr and "0 failed" in first.stderr
 
     board = tmp_path / "leaderboards" / "mini-explainability"
-    cells = pd.read_csv(board / "results.csv")
+    cells = first.leaderboard("mini-explainability")
     assert cells["n_failed"].sum() == 0 and (cells["n"] == 1).all()
     flipping = cells.query("metric == 'pixel-flipping.auc'").set_index("explainer")["mean"]
     # the model's own gradient finds the pixels it needs; a random ranking does not
@@ -67,5 +65,5 @@ def test_mini_explainability_suite_through_the_cli(tmp_path):
     assert any(name.startswith("roar-curves") for name in figures)
     assert any(name.startswith("road-curves") for name in figures)
 
-    again = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path)
+    again = run_suite(MINI_SUITE, tmp_path)
     assert again.returncode == 0 and "0 trained" in again.stderr, again.stderr

@@ -1,12 +1,11 @@
 """The built-in `fairness` suite: its plan, and a miniature of it run end to end."""
 
-import pandas as pd
 import pytest
 
 from benchmark import planner
 from benchmark import suite as suite_module
 from benchmark.registry import Registry
-from tests.conftest import bench
+from benchmark.testing import run_suite
 
 UNSUPERVISED = {"lff", "jtt", "bottleneck-reweight"}
 SUPERVISED = {"reweight", "resample", "group-dro", "end", "irene"}
@@ -82,13 +81,12 @@ leaderboard:
 def test_mini_fairness_suite_through_the_cli(tmp_path):
     """Every debiaser trains for real on both datasets, the leaderboard ranks colored-mnist by
     unbiased accuracy and MNIST by worst-group accuracy, and the figures are drawn."""
-    (tmp_path / "mini.yaml").write_text(MINI_SUITE)
-    run = bench("run", "--suite", "mini.yaml", "--no-progress", cwd=tmp_path, timeout=1800)
+    run = run_suite(MINI_SUITE, tmp_path, timeout=1800)
     assert run.returncode == 0, run.stderr
     assert "22 run" in run.stderr and "0 failed" in run.stderr
 
     board = tmp_path / "leaderboards" / "mini-fairness"
-    cells = pd.read_csv(board / "results.csv")
+    cells = run.leaderboard("mini-fairness")
     assert cells["n_failed"].sum() == 0 and (cells["n"] == 1).all()
     colored = cells.query("dataset == 'colored-mnist'").set_index(["debiaser", "metric"])["mean"]
     # ERM takes the colour shortcut: right on bias-aligned cells, wrong on the others

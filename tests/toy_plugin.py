@@ -217,23 +217,19 @@ def bench_register_evaluators(register):
             directions={"accuracy": "higher"},
         )
     )
-    register(EvaluatorSpec("toy-explode", explode, version="1", directions={"x": "higher"}))
     register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
-    # fault injection: hangs and crashes that only an isolated worker survives
-    register(
-        EvaluatorSpec(
-            "toy-sleep",
-            sleep_forever,
-            version="1",
-            params={"seconds": 3600.0},
-            directions={"x": "higher"},
-        )
-    )
-    register(EvaluatorSpec("toy-segfault", segfault, version="1", directions={"x": "higher"}))
-    register(EvaluatorSpec("toy-os-exit", hard_exit, version="1", directions={"x": "higher"}))
-    register(EvaluatorSpec("toy-sys-exit", soft_exit, version="1", directions={"x": "higher"}))
-    register(EvaluatorSpec("toy-keyboard", keyboard, version="1", directions={"x": "higher"}))
-    register(EvaluatorSpec("toy-huge-error", huge_error, version="1", directions={"x": "higher"}))
+    # fault injection: an exception, and hangs and crashes that only an isolated worker survives
+    faults = {
+        "toy-explode": explode,
+        "toy-sleep": sleep_forever,
+        "toy-segfault": segfault,
+        "toy-os-exit": hard_exit,
+        "toy-sys-exit": soft_exit,
+        "toy-keyboard": keyboard,
+        "toy-huge-error": huge_error,
+    }
+    for name, factory in faults.items():
+        register(EvaluatorSpec(name, factory, version="1", directions={"x": "higher"}))
     register(
         EvaluatorSpec(
             "toy-mass",

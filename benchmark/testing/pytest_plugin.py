@@ -80,7 +80,8 @@ def run_suite(
         text = suite if isinstance(suite, str) else yaml.safe_dump(dict(suite), sort_keys=False)
         (folder / "suite.yaml").write_text(text, encoding="utf-8")
         ref = "suite.yaml"
-    full_env = {**os.environ, "CI": "true", "BENCH_HOME": str(folder / ".bench"), **(env or {})}
+    full_env = {**os.environ, "CI": "true", "COLUMNS": "200", "BENCH_HOME": str(folder / ".bench")}
+    full_env.update(env or {})
     done = run_bench(["run", "--suite", ref, "--no-progress", *args], folder, full_env, timeout)
     return BenchResult(done.returncode, done.stdout, done.stderr, folder)
 
