@@ -29,7 +29,8 @@ def test_models_are_registered_with_yaml_friendly_params_and_tags():
     assert cnn.factory is build_seed_cnn and mlp.factory is build_mlp
     assert dict(cnn.params) == {"dropout": 0.5}
     assert dict(mlp.params) == {"hidden": [256, 128], "dropout": 0.2}
-    assert cnn.provides == {"differentiable", "conv", "lrp"} and mlp.provides == {"differentiable"}
+    assert cnn.provides == {"differentiable", "conv", "lrp", "linear-head"}
+    assert mlp.provides == {"differentiable", "linear-head"}
     assert mlp.target_layer == ""
     # the CAM target is the last convolution of the model the factory builds
     model = cnn.factory(10, (1, 28, 28), **cnn.params)

@@ -13,6 +13,7 @@ import copy
 import inspect
 import math
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -21,12 +22,13 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import augment, group_dro, mtl_heads, padain, resample, reweight
 from plugins.debiasers.erm import train_erm
 from plugins.models.seed_cnn import build_seed_cnn
+from tests.test_debiasers_unsupervised import GroupsForbidden
 
 MODULES = {
     "augment": augment,
@@ -37,6 +39,7 @@ MODULES = {
     "group-dro": group_dro,
 }
 SUPERVISED = {"reweight", "resample", "group-dro"}
+SPECS = {spec.name: spec for module in MODULES.values() for spec in module.specs()}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def fresh_model(spec: DebiaserSpec, params: dict | None = None) -> nn.Module:
 
 
 def fit(name: str, data: Split, seed: int = 0, **params) -> nn.Module:
-    spec = MODULES[name].spec()
+    spec = SPECS[name]
     return spec.factory(fresh_model(spec, params), data, seed=seed, **{"epochs": 1, **params})
 
 
@@ -72,22 +75,33 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 @pytest.mark.parametrize("name", MODULES)
 def test_spec_defaults_are_the_factory_defaults(name):
-    spec = MODULES[name].spec()
+    spec = SPECS[name]
     assert isinstance(spec, DebiaserSpec) and spec.name == name and spec.version == "1"
     assert spec.description and (spec.factory.__doc__ or "")
     signature = inspect.signature(spec.factory).parameters
-    defaults = {
+    own = {
         key: p.default
         for key, p in signature.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and key != "seed"
     }
-    assert dict(spec.params) == defaults
-    assert TRAINING_PARAMS.items() <= dict(spec.params).items()
+    # the shared training parameters are stated once, by the spec, and taken as **training
+    assert spec.training == TRAINING and not set(own) & set(asdict(TRAINING))
+    assert signature["training"].kind is inspect.Parameter.VAR_KEYWORD
+    assert dict(spec.params) == {**own, **asdict(TRAINING)}
     if name in SUPERVISED:
         assert spec.requires == frozenset({"groups"})
     else:
         assert "groups" not in spec.requires
+    # mtl-heads swaps the model's final linear layer for its heads
+    assert ("linear-head" in spec.requires) == (name == "mtl-heads")
     assert (spec.prepare is not None) == (name == "mtl-heads")
+
+
+@pytest.mark.parametrize("name", ["augment", "reweight"])
+def test_a_direct_call_trains_with_the_spec_defaults(name, train):
+    # what a suite gets (the spec's params) is what a direct call without them gets
+    spelled_out = {**SPECS[name].params, "epochs": 1}
+    assert same_weights(fit(name, train), fit(name, train, **spelled_out))
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -115,12 +129,6 @@ def test_supervised_debiasers_refuse_a_split_without_groups(name, train):
 
 @pytest.mark.parametrize("name", ["augment", "padain", "mtl-heads"])
 def test_unsupervised_debiasers_never_read_groups(name, train):
-    class GroupsForbidden(Split):
-        def __getattribute__(self, attribute: str):
-            if attribute == "groups":
-                raise AssertionError(f"{name} read data.groups")
-            return super().__getattribute__(attribute)
-
     assert not fit(name, GroupsForbidden(x=train.x, y=train.y)).training
 
 
@@ -209,20 +217,22 @@ def test_permuted_adain_by_hand_on_a_two_sample_batch():
 
 
 def test_padain_hooks_fire_in_training_and_are_removed_afterwards(train):
-    untouched = fresh_model(padain.spec())
-    model = fresh_model(padain.spec())
+    untouched = fresh_model(SPECS["padain"])
+    model = fresh_model(SPECS["padain"])
     trained = padain.train_padain(model, train, seed=0, p=1.0, epochs=1)
     assert trained is model and not trained.training
     assert trained.state_dict().keys() == untouched.state_dict().keys()
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in trained.modules())
     never = fit("padain", train, p=0.0)
     assert not same_weights(trained, never)  # with p=1 the hooks changed every forward pass
-    erm = train_erm(fresh_model(padain.spec()), train, seed=0, epochs=1, optimizer="adam", lr=0.001)
+    erm = train_erm(
+        fresh_model(SPECS["padain"]), train, seed=0, epochs=1, optimizer="adam", lr=0.001
+    )
     assert same_weights(never, erm)  # with p=0 it is exactly ERM
 
 
 def test_padain_removes_hooks_when_training_fails(train):
-    model = fresh_model(padain.spec())
+    model = fresh_model(SPECS["padain"])
     bad = Split(x=train.x, y=train.y + 100)  # labels out of range: cross_entropy raises
     with pytest.raises((IndexError, RuntimeError)):
         padain.train_padain(model, bad, seed=0, epochs=1)
@@ -234,7 +244,7 @@ def test_padain_removes_hooks_when_training_fails(train):
 
 
 def test_prepared_model_keeps_the_multi_head_contract(train):
-    spec = mtl_heads.spec()
+    spec = SPECS["mtl-heads"]
     model = fresh_model(spec).eval()
     x = train.x[:8]
     with torch.no_grad():
@@ -325,7 +335,7 @@ def test_reweight_with_balanced_cells_is_erm(train):
     counts = torch.bincount(train.y)
     assert (counts == counts[0]).all()
     erm = train_erm(
-        fresh_model(reweight.spec()), train, seed=0, epochs=1, optimizer="adam", lr=0.001
+        fresh_model(SPECS["reweight"]), train, seed=0, epochs=1, optimizer="adam", lr=0.001
     )
     weighted = fit("reweight", balanced)
     for key, value in erm.state_dict().items():
@@ -476,7 +486,7 @@ def test_on_colored_mnist_conflicting_cells_weigh_more_and_both_supervised_debia
     assert torch.allclose(weights[~aligned] / weights[aligned].mean(), torch.tensor(27.0))
     assert weights.mean().item() == pytest.approx(1.0)
     for name in sorted(SUPERVISED):
-        spec = MODULES[name].spec()
+        spec = SPECS[name]
         torch.manual_seed(0)
         model = spec.factory(build_seed_cnn(10, (3, 28, 28)), data, seed=0, epochs=1)
         with torch.no_grad():

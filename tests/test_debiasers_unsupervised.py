@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 from sklearn.metrics import mutual_info_score
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS
+from benchmark.kit.training import TRAINING
 from benchmark.specs import Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import bottleneck_reweight, end, irene, jtt, lff
@@ -45,8 +46,11 @@ MODULES = {
     "jtt": jtt,
     "bottleneck-reweight": bottleneck_reweight,
 }
+SPECS = {spec.name: spec for module in MODULES.values() for spec in module.specs()}
 SUPERVISED = ("end", "irene")
 UNSUPERVISED = ("lff", "jtt", "bottleneck-reweight")
+LINEAR_HEAD = ("end", "irene", "bottleneck-reweight")
+"""The ones that read the bottleneck, the input of the model's final linear layer."""
 # one short epoch each; bottleneck-reweight without warm-up so its weighting actually runs
 FAST = {
     "end": {"epochs": 1},
@@ -58,7 +62,8 @@ FAST = {
 
 
 class GroupsForbidden(Split):
-    """A split whose ``groups`` attribute raises: proof that a debiaser never looks at it."""
+    """A split whose ``groups`` attribute raises: proof that a debiaser never looks at it (the
+    other debiaser tests import it)."""
 
     def __getattribute__(self, name: str):
         if name == "groups":
@@ -81,7 +86,7 @@ def train(mnist) -> Split:
 def fit(name: str, data: Split, seed: int = 0, **params) -> nn.Module:
     torch.manual_seed(123)  # the same initial weights for every fit
     model = build_seed_cnn(10, (1, 28, 28))
-    return MODULES[name].spec().factory(model, data, seed=seed, **{**FAST[name], **params})
+    return SPECS[name].factory(model, data, seed=seed, **{**FAST[name], **params})
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -94,18 +99,29 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 @pytest.mark.parametrize("name", list(MODULES))
 def test_spec_names_the_debiaser_and_its_real_defaults(name):
-    spec = MODULES[name].spec()
+    spec = SPECS[name]
     assert spec.name == name and spec.kind == "debiaser" and spec.version == "1"
     assert spec.description and "\n" not in spec.description
-    expected = frozenset({"groups", "bias_attribute"}) if name in SUPERVISED else frozenset()
+    expected = {"groups", "bias_attribute"} if name in SUPERVISED else set()
+    if name in LINEAR_HEAD:
+        expected.add("linear-head")
     assert spec.requires == expected
-    defaults = {
+    signature = inspect.signature(spec.factory).parameters
+    own = {
         key: p.default
-        for key, p in inspect.signature(spec.factory).parameters.items()
+        for key, p in signature.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and key != "seed"
     }
-    assert dict(spec.params) == defaults  # what a suite sees is what the function uses
-    assert {k: spec.params[k] for k in TRAINING_PARAMS} == TRAINING_PARAMS
+    # what a suite sees is what the function uses; the shared parameters come from the spec
+    assert signature["training"].kind is inspect.Parameter.VAR_KEYWORD
+    assert spec.training == TRAINING and not set(own) & set(asdict(TRAINING))
+    assert dict(spec.params) == {**own, **asdict(TRAINING)}
+
+
+@pytest.mark.parametrize("name", ["jtt", "lff"])
+def test_a_direct_call_trains_with_the_spec_defaults(name, train):
+    spelled_out = {**SPECS[name].params, **FAST[name]}
+    assert same_weights(fit(name, train), fit(name, train, **spelled_out))
 
 
 # --- the debiaser contract ----------------------------------------------------------------
@@ -136,7 +152,7 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(name, train
 @pytest.mark.parametrize("name", SUPERVISED)
 def test_supervised_debiasers_refuse_a_split_without_groups(name, train):
     no_groups = dataclasses.replace(train, groups=None)
-    with pytest.raises(ValueError, match=rf"{name} .*needs the bias label"):
+    with pytest.raises(ValueError, match=rf"'{name}' is supervised.*group labels"):
         fit(name, no_groups)
 
 

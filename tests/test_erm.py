@@ -1,6 +1,7 @@
 """Plain ERM (debiaser ``none``): deterministic given the seed, learns, never reads groups."""
 
 import inspect
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -9,18 +10,10 @@ from benchmark.specs import DebiaserSpec, Split
 from plugins import debiasers as debiasers_plugin
 from plugins.datasets.digits import load_digits
 from plugins.datasets.mnist import load_mnist
-from plugins.debiasers.erm import train_erm
+from plugins.debiasers.erm import ERM_TRAINING, train_erm
 from plugins.models.mlp import build_mlp
 from plugins.models.seed_cnn import build_seed_cnn
-
-
-class GroupsForbidden(Split):
-    """A split whose ``groups`` attribute raises: proof that a debiaser never looks at it."""
-
-    def __getattribute__(self, name: str):
-        if name == "groups":
-            raise AssertionError("ERM read data.groups")
-        return super().__getattribute__(name)
+from tests.test_debiasers_unsupervised import GroupsForbidden
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +42,29 @@ def test_registered_as_none_with_the_function_defaults():
     (spec,) = [s for s in specs if s.name == "none"]  # the other debiasers: their own tests
     assert spec.factory is train_erm
     assert spec.requires == frozenset() and spec.prepare is None
-    defaults = {
-        name: p.default
+    # ERM has no parameters of its own: only the shared ones, with its own defaults
+    keywords = {
+        name: p.kind
         for name, p in inspect.signature(train_erm).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "seed"
+        if name not in ("model", "data")
     }
-    assert dict(spec.params) == defaults  # the suite-visible defaults are the real ones
+    kinds = inspect.Parameter
+    assert keywords == {"seed": kinds.KEYWORD_ONLY, "training": kinds.VAR_KEYWORD}
+    assert spec.training == ERM_TRAINING
+    assert dict(spec.params) == {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "epochs": 15,
+        "batch_size": 64,
+    }
+
+
+def test_a_direct_call_trains_with_the_spec_defaults(mnist):
+    # the suite-visible defaults are the real ones, also without the runner
+    spelled_out = {**asdict(ERM_TRAINING), "epochs": 1}
+    assert same_weights(fit(mnist.train, 0, epochs=1), fit(mnist.train, 0, **spelled_out))
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(mnist):

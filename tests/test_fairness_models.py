@@ -6,6 +6,8 @@ the bottleneck helper, the project's training loop and the Grad-CAM explainer.
 """
 
 import inspect
+import textwrap
+import types
 from fractions import Fraction
 
 import pytest
@@ -13,9 +15,12 @@ import torch
 import torchvision
 from torch import nn
 
+from benchmark import planner
+from benchmark import suite as suite_module
+from benchmark.hookspecs import hookimpl
 from benchmark.kit.training import train_loop
 from benchmark.registry import Registry
-from benchmark.specs import Split
+from benchmark.specs import Evaluation, EvaluatorSpec, ModelSpec, Split
 from plugins import models as models_plugin
 from plugins.explainers.cam import grad_cam
 from plugins.explainers.propagation import guided_backprop
@@ -72,7 +77,8 @@ def test_registered_through_the_real_entry_points_with_factory_defaults():
         spec = registry.get("model", name)
         assert spec.factory is factory
         assert spec.plugin == "builtin_models" and spec.version == "1"
-        assert spec.provides == {"differentiable", "conv"} and spec.requires == frozenset()
+        assert spec.provides == {"differentiable", "conv", "linear-head"}
+        assert spec.requires == frozenset()
         # the suite-overridable params are exactly the factory's keyword defaults, and YAML-able
         defaults = {
             p.name: p.default
@@ -330,3 +336,121 @@ def test_pyramid_block_shortcut_is_pooled_and_zero_padded():
 def test_pyramidnet_rejects_depths_that_are_not_6n_plus_2(depth):
     with pytest.raises(ValueError, match=r"6n \+ 2"):
         build_pyramidnet(10, (3, 28, 28), depth=depth)
+
+
+# --- models without a linear head --------------------------------------------------------
+
+NEEDS_LINEAR_HEAD = {"mtl-heads", "end", "irene", "bottleneck-reweight"}
+"""The debiasers that read the input of the final linear layer or replace that layer."""
+
+
+def build_pooled_conv(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """A third party's model that ends in a 1x1 convolution and global pooling: no nn.Linear."""
+    return nn.Sequential(
+        nn.Conv2d(input_shape[0], 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, num_classes, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def accuracy_of(context) -> Evaluation:
+    """An evaluator of the third-party plugin, so the plan does not hang on the built-in ones."""
+    with torch.no_grad():
+        predicted = context.model(context.dataset.test.x).argmax(1)
+    return Evaluation({"accuracy": float((predicted == context.dataset.test.y).float().mean())})
+
+
+@pytest.fixture(scope="module")
+def with_pooled_conv() -> Registry:
+    """The real plugins plus a third party's model that does not provide ``linear-head``."""
+    model = ModelSpec(
+        "pooled-conv",
+        build_pooled_conv,
+        version="1",
+        provides=frozenset({"differentiable", "conv"}),
+        target_layer="2",
+    )
+    evaluator = EvaluatorSpec("test-accuracy", accuracy_of, directions={"accuracy": "higher"})
+    plugin = types.SimpleNamespace(
+        bench_register_models=hookimpl(lambda register: register(model)),
+        bench_register_evaluators=hookimpl(lambda register: register(evaluator)),
+    )
+    return Registry.load(extra_plugins=[("third-party", plugin)])
+
+
+def builtin_debiasers(registry: Registry) -> list[str]:
+    names = registry.names("debiaser")
+    return sorted(n for n in names if registry.get("debiaser", n).plugin == "builtin_debiasers")
+
+
+def test_every_built_in_model_provides_a_linear_head():
+    registry = Registry.load()
+    for name in registry.names("model"):
+        spec = registry.get("model", name)
+        if spec.plugin == "builtin_models":
+            assert "linear-head" in spec.provides, name
+            torch.manual_seed(0)
+            model = spec.factory(10, (3, 28, 28), **spec.params)
+            assert isinstance(model.get_submodule(classifier_path(model)), nn.Linear)
+
+
+def test_planner_skips_the_bottleneck_debiasers_for_a_model_without_a_linear_head(
+    with_pooled_conv,
+):
+    debiasers = builtin_debiasers(with_pooled_conv)
+    suite = suite_module.parse(
+        textwrap.dedent(
+            f"""\
+            name: no-head
+            datasets: [colored-mnist]
+            models: [seed-cnn, pooled-conv]
+            debiasers: [{", ".join(debiasers)}]
+            evaluators: [test-accuracy]
+            seeds: [0]
+            leaderboard: {{metric: accuracy}}
+            """
+        ),
+        "no-head.yaml",
+        with_pooled_conv,
+    )
+    plan = planner.expand(suite)
+    ran = {(job.model.name, job.debiaser.name) for job in plan.jobs}
+    assert {d for m, d in ran if m == "seed-cnn"} == set(debiasers)
+    assert {d for m, d in ran if m == "pooled-conv"} == set(debiasers) - NEEDS_LINEAR_HEAD
+    skipped = {
+        next(c.spec.name for c in skip.components if c.kind == "debiaser"): skip.reason
+        for skip in plan.skipped
+    }
+    assert skipped.keys() == NEEDS_LINEAR_HEAD
+    for name, reason in skipped.items():
+        assert f"debiaser '{name}' requires 'linear-head'" in reason
+
+
+def test_the_linear_head_requirement_is_exactly_what_the_debiasers_need(with_pooled_conv):
+    """Every debiaser trains the headless model for one short epoch, except those that require
+    ``linear-head``, which cannot: the tag is neither missing nor one too many."""
+    generator = torch.Generator().manual_seed(0)
+    data = Split(
+        x=torch.rand(48, 3, 8, 8, generator=generator),
+        y=torch.arange(48) % 2,
+        groups=(torch.arange(48) // 2) % 2,
+    )
+    fast = {"epochs": 1, "batch_size": 16, "first_epochs": 1, "warmup_epochs": 0}
+    for name in builtin_debiasers(with_pooled_conv):
+        spec = with_pooled_conv.get("debiaser", name)
+        params = {k: v for k, v in {**spec.params, **fast}.items() if k in spec.params}
+        torch.manual_seed(0)
+        model = build_pooled_conv(2, (3, 8, 8))
+        if name in NEEDS_LINEAR_HEAD:
+            with pytest.raises(ValueError, match=r"has no nn\.Linear layer"):
+                if spec.prepare is not None:
+                    model = spec.prepare(model, 2, **params)
+                spec.factory(model, data, seed=0, **params)
+            assert "linear-head" in spec.requires
+        else:
+            assert spec.prepare is None
+            trained = spec.factory(model, data, seed=0, **params)
+            assert not trained.training, name
+            assert "linear-head" not in spec.requires

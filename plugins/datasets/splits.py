@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import PositiveInt
 
 from benchmark.specs import Dataset, Split
 
 SPLIT_SEED = 0
 """The one random state behind every built-in split (and every ``*_limit`` subset)."""
+Limit = PositiveInt | None
+"""A ``train_limit`` / ``test_limit``: how many images of the split to keep (all when ``None``)."""
 
 
 def stratified_split(

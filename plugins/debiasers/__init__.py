@@ -1,22 +1,21 @@
 """Built-in debiasers (training procedures): ERM and eleven ways to fight a spurious correlation.
 
-Each debiaser module exposes ``spec()``; this module only registers them, so adding one is a
-new module plus one line here. Supervised debiasers (``reweight``, ``resample``,
-``group-dro``, ``end``, ``irene``) require ``groups``; unsupervised ones (``lff``, ``jtt``,
+Each debiaser module exposes ``specs()``; this module only lists them, so adding one is a new
+module plus one line here. Supervised debiasers (``reweight``, ``resample``, ``group-dro``,
+``end``, ``irene``) require ``groups``; unsupervised ones (``lff``, ``jtt``,
 ``bottleneck-reweight``) never read them, which ``tests/test_debiasers_unsupervised.py``
-checks.
+checks. Those that read the bottleneck or replace the classifier (``mtl-heads``, ``end``,
+``irene``, ``bottleneck-reweight``) require ``linear-head``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from benchmark.hookspecs import hookimpl
-from benchmark.specs import DebiaserSpec
+from benchmark.kit.registration import register_specs_of
 from plugins.debiasers import (
     augment,
     bottleneck_reweight,
     end,
+    erm,
     group_dro,
     irene,
     jtt,
@@ -26,9 +25,9 @@ from plugins.debiasers import (
     resample,
     reweight,
 )
-from plugins.debiasers.erm import train_erm
 
 MODULES = (
+    erm,
     augment,
     padain,
     mtl_heads,
@@ -42,24 +41,4 @@ MODULES = (
     bottleneck_reweight,
 )
 
-
-@hookimpl
-def bench_register_debiasers(register: Callable[[DebiaserSpec], None]) -> None:
-    register(
-        DebiaserSpec(
-            name="none",
-            factory=train_erm,
-            version="1",
-            description="plain ERM: cross-entropy, mini-batch SGD with momentum (or Adam)",
-            params={
-                "optimizer": "sgd",
-                "lr": 0.05,
-                "momentum": 0.9,
-                "weight_decay": 0.0,
-                "epochs": 15,
-                "batch_size": 64,
-            },
-        )
-    )
-    for module in MODULES:
-        register(module.spec())
+bench_register_debiasers = register_specs_of(MODULES)

@@ -20,12 +20,14 @@ batch order (drawn by the shared loop) does not shift when augmentation is switc
 from __future__ import annotations
 
 import math
+from typing import Annotated, Any
 
-import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.seeding import stream_seed
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0xA06  # separates the augmentation random stream from the loop's batch order
@@ -78,14 +80,9 @@ def train_augment(
     data: Split,
     *,
     seed: int,
-    flip_p: float = 0.5,
-    degrees: float = 10.0,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    flip_p: Annotated[float, Field(ge=0, le=1)] = 0.5,
+    degrees: NonNegativeFloat = 10.0,
+    **training: Any,
 ) -> nn.Module:
     """Cross-entropy on a freshly augmented copy of every batch; returns the model in eval mode.
 
@@ -96,34 +93,24 @@ def train_augment(
         raise ValueError(f"flip_p must be in [0, 1], got {flip_p!r}")
     if degrees < 0:
         raise ValueError(f"degrees must be non-negative, got {degrees!r}")
-    state = np.random.SeedSequence([seed, _STREAM]).generate_state(1)[0]
-    generator = torch.Generator().manual_seed(int(state))
+    generator = torch.Generator().manual_seed(stream_seed(seed, _STREAM))
 
     def step(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             x = augment_batch(batch.x, generator, flip_p=flip_p, degrees=degrees)
         return nn.functional.cross_entropy(model(x), batch.y)
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-    )
+    return train_loop(model, data, step, seed=seed, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``augment`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="augment",
-        factory=train_augment,
-        version="1",
-        description="ERM with random horizontal flip and random rotation (+-10 deg) per batch",
-        params={"flip_p": 0.5, "degrees": 10.0, **TRAINING_PARAMS},
-    )
+    return [
+        DebiaserSpec(
+            name="augment",
+            factory=train_augment,
+            version="1",
+            description="ERM with random horizontal flip and random rotation (+-10 deg) per batch",
+            training=TRAINING,
+        )
+    ]

@@ -22,7 +22,9 @@ them. On a class without bias (one compact cluster) few samples lie far out and 
 stays close to ERM.
 
 **The dominant cluster, online.** Per class ``c``, an EMA centroid ``mu_c`` of the
-L2-normalised bottleneck features (``plugins.models.bottleneck``). To keep it on the majority
+L2-normalised bottleneck features (the input of the model's final linear layer, read with
+``plugins.models.bottleneck``, so the debiaser requires a model that provides
+``linear-head``). To keep it on the majority
 cluster rather than on the class mean (which the conflicting samples drag towards other
 classes), each update averages only the batch's *inliers*: the samples of class ``c`` whose
 cosine distance to ``mu_c`` is at most the class's batch median, a trimmed, mode-seeking mean
@@ -68,12 +70,18 @@ read: the loop runs with ``use_groups=False`` and nothing here touches ``data.gr
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import torch
+from pydantic import Field, NonNegativeFloat, NonNegativeInt
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.models.bottleneck import forward_with_features
+from plugins.models.bottleneck import LINEAR_HEAD, forward_with_features
+
+Decay = Annotated[float, Field(ge=0, lt=1)]
+"""The weight an exponential moving average keeps on its past, in [0, 1)."""
 
 
 class DominantClusters:
@@ -179,18 +187,13 @@ def train_bottleneck_reweight(
     data: Split,
     *,
     seed: int,
-    strength: float = 10.0,
-    margin: float = 3.0,
-    max_weight: float = 50.0,
-    memory: float = 0.9,
-    ema_momentum: float = 0.9,
-    warmup_epochs: int = 1,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    strength: NonNegativeFloat = 10.0,
+    margin: NonNegativeFloat = 3.0,
+    max_weight: Annotated[float, Field(ge=1)] = 50.0,
+    memory: Decay = 0.9,
+    ema_momentum: Decay = 0.9,
+    warmup_epochs: NonNegativeInt = 1,
+    **training: Any,
 ) -> nn.Module:
     """Cross-entropy re-weighted online by distance to each class's dominant bottleneck
     cluster (see the module docstring); returns ``model`` in eval mode. Never reads groups."""
@@ -216,35 +219,20 @@ def train_bottleneck_reweight(
         clusters.update(features, batch.y)
         return (w.to(ce.device) * ce).mean()
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-    )
+    return train_loop(model, data, step, seed=seed, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``bottleneck-reweight`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="bottleneck-reweight",
-        factory=train_bottleneck_reweight,
-        version="1",
-        description="unsupervised online re-weighting by distance to each class's dominant "
-        "bottleneck cluster (seed 004); no group labels",
-        params={
-            "strength": 10.0,
-            "margin": 3.0,
-            "max_weight": 50.0,
-            "memory": 0.9,
-            "ema_momentum": 0.9,
-            "warmup_epochs": 1,
-            **TRAINING_PARAMS,
-        },
-    )
+    return [
+        DebiaserSpec(
+            name="bottleneck-reweight",
+            factory=train_bottleneck_reweight,
+            version="1",
+            description="unsupervised online re-weighting by distance to each class's dominant "
+            "bottleneck cluster (seed 004); no group labels",
+            # the clusters are of the input of the model's final linear layer
+            requires=frozenset({LINEAR_HEAD}),
+            training=TRAINING,
+        )
+    ]

@@ -3,8 +3,9 @@
 Tartaglione, Barbano & Grangetto, CVPR 2021 (arXiv 2103.02023); reference code
 github.com/EIDOSLAB/entangling-disentangling-bias (``EnD.py``: ``abs_regu``,
 ``abs_orthogonal_blind``, ``abs_parallel``). A supervised regulariser on the bottleneck (the
-input of the final linear layer, read with ``plugins.models.bottleneck``). With ``z_i`` the
-L2-normalised bottleneck of sample ``i`` and ``G = z z^T`` the cosine Gram matrix of a batch:
+input of the final linear layer, read with ``plugins.models.bottleneck``, so it requires a
+model that provides ``linear-head``). With ``z_i`` the L2-normalised bottleneck of sample
+``i`` and ``G = z z^T`` the cosine Gram matrix of a batch:
 
 * disentangling term (the bias must not make samples look alike): for every bias label ``b``,
   ``|sum G_ij|`` over the pairs ``i < j`` that share ``b``; the sum over ``b`` is divided by the
@@ -44,12 +45,16 @@ Deviations, each deliberate:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from pydantic import NonNegativeFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.models.bottleneck import forward_with_features
+from plugins.debiasers.reweight import require_groups
+from plugins.models.bottleneck import LINEAR_HEAD, forward_with_features
 
 
 def end_terms(
@@ -91,26 +96,17 @@ def train_end(
     data: Split,
     *,
     seed: int,
-    alpha: float = 1.0,
-    beta: float = 0.5,
+    alpha: NonNegativeFloat = 1.0,
+    beta: NonNegativeFloat = 0.5,
     blind: bool = False,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    **training: Any,
 ) -> nn.Module:
     """Cross-entropy plus EnD's regulariser on the bottleneck; returns the model in eval mode.
 
     ``alpha`` weighs the disentangling term, ``beta`` the entangling term, ``blind`` picks the
     reference's target-blind disentangling (see the module docstring). Needs ``data.groups``.
     """
-    if data.groups is None:
-        raise ValueError(
-            "end (EnD) is a supervised debiaser: it needs the bias label of every training "
-            "sample (data.groups), but the training split has none"
-        )
+    require_groups(data, "end")
     if alpha < 0 or beta < 0:
         raise ValueError(f"alpha and beta must be non-negative, got {alpha!r}, {beta!r}")
 
@@ -120,31 +116,21 @@ def train_end(
         ce = nn.functional.cross_entropy(logits, batch.y)
         return ce + alpha * disentangle + beta * entangle
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        use_groups=True,
-    )
+    return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``end`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="end",
-        factory=train_end,
-        version="1",
-        description="EnD (CVPR 2021): disentangle same-bias, entangle same-class bottleneck "
-        "features",
-        params={"alpha": 1.0, "beta": 0.5, "blind": False, **TRAINING_PARAMS},
-        # the groups must be a bias attribute distinct from the label: on mnist, where the groups
-        # are the classes, removing their information would remove the task itself
-        requires=frozenset({"groups", "bias_attribute"}),
-    )
+    return [
+        DebiaserSpec(
+            name="end",
+            factory=train_end,
+            version="1",
+            description="EnD (CVPR 2021): disentangle same-bias, entangle same-class bottleneck "
+            "features",
+            # bias_attribute: on mnist the groups are the classes, so EnD would remove the task
+            # itself; linear-head: the regulariser reads the classifier's input
+            requires=frozenset({"groups", "bias_attribute", LINEAR_HEAD}),
+            training=TRAINING,
+        )
+    ]

@@ -31,12 +31,15 @@ penalty / early stopping are left to ``weight_decay`` and ``epochs``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from pydantic import NonNegativeFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.reweight import cell_ids, require_groups
+from plugins.debiasers.reweight import Cell, cell_ids, require_groups
 
 
 def group_means(
@@ -89,15 +92,10 @@ def train_group_dro(
     data: Split,
     *,
     seed: int,
-    step_size: float = 0.01,
-    adjustment: float = 0.0,
-    cell: str = "class-group",
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    step_size: NonNegativeFloat = 0.01,
+    adjustment: NonNegativeFloat = 0.0,
+    cell: Cell = "class-group",
+    **training: Any,
 ) -> nn.Module:
     """Train ``model`` on the online group-DRO loss; returns it in eval mode. Raises
     ``ValueError`` when ``data`` has no groups."""
@@ -110,29 +108,19 @@ def train_group_dro(
         losses = nn.functional.cross_entropy(model(batch.x), batch.y, reduction="none")
         return objective(losses, cells[batch.index].to(losses.device))
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        use_groups=True,
-    )
+    return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``group-dro`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="group-dro",
-        factory=train_group_dro,
-        version="1",
-        description="Group DRO (Sagawa et al. 2020): online worst-group loss over (class, group) "
-        "cells, eta=0.01",
-        params={"step_size": 0.01, "adjustment": 0.0, "cell": "class-group", **TRAINING_PARAMS},
-        requires=frozenset({"groups"}),
-    )
+    return [
+        DebiaserSpec(
+            name="group-dro",
+            factory=train_group_dro,
+            version="1",
+            description="Group DRO (Sagawa et al. 2020): online worst-group loss over "
+            "(class, group) cells, eta=0.01",
+            requires=frozenset({"groups"}),
+            training=TRAINING,
+        )
+    ]

@@ -3,9 +3,10 @@
 Tartaglione, BMVC 2022 (arXiv 2210.00891); reference code github.com/enzotarta/irene
 (``irene/core.py``: ``Privacy_head``, ``MI``; ``train.py``); the method the unsupervised
 project of ``shared/seeds/004`` starts from. A *privacy head* (one linear layer, as in the
-reference) reads the bottleneck and learns to predict the bias label ``b``; the encoder is
-trained to make that head useless, by minimising an estimate of the mutual information between
-the head's prediction and the true bias label:
+reference) reads the bottleneck (the input of the model's final linear layer, so IRENE
+requires a model that provides ``linear-head``) and learns to predict the bias label ``b``;
+the encoder is trained to make that head useless, by minimising an estimate of the mutual
+information between the head's prediction and the true bias label:
 
 * ``P(b, b^) = 1/B sum_i onehot(b_i) softmax(h(z_i))^T`` over the batch (a soft confusion
   matrix), ``I = sum P log(P / (P(b) P(b^)))``, divided by ``log(#bias labels)`` so it lies in
@@ -36,15 +37,18 @@ head's directions, so the balance is delicate and we keep the reference's settin
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import numpy as np
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat
 from torch import nn
 
 from benchmark.kit.devices import forked_rng
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.seeding import stream_seed
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.models.bottleneck import classifier_path, forward_with_features
+from plugins.debiasers.reweight import require_groups
+from plugins.models.bottleneck import LINEAR_HEAD, classifier_path, forward_with_features
 
 _STREAM = 0x12E7E  # separates the privacy head's initialisation from the job's other streams
 
@@ -70,10 +74,9 @@ def normalised_mutual_information(
 def _privacy_head(model: nn.Module, num_groups: int, seed: int) -> nn.Linear:
     """A linear head from the bottleneck to the bias labels, initialised from ``seed``."""
     width = model.get_submodule(classifier_path(model)).in_features
-    state = np.random.SeedSequence([seed, _STREAM]).generate_state(1)[0]
     parameter = next(model.parameters())
     with forked_rng(parameter.device):  # drawn on the CPU: the same head on every device
-        torch.manual_seed(int(state))
+        torch.manual_seed(stream_seed(seed, _STREAM))
         head = nn.Linear(width, num_groups)
     return head.to(device=parameter.device, dtype=parameter.dtype)
 
@@ -105,14 +108,9 @@ def train_irene(
     data: Split,
     *,
     seed: int,
-    alpha: float = 0.5,
-    gamma: float = 0.2,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    alpha: PositiveFloat = 0.5,
+    gamma: NonNegativeFloat = 0.2,
+    **training: Any,
 ) -> nn.Module:
     """Train ``model`` with IRENE's information removal; return it (no head) in eval mode.
 
@@ -120,16 +118,12 @@ def train_irene(
     between the privacy head's prediction and the bias label. Needs ``data.groups``, integer
     labels in ``[0, G)`` with ``G >= 2``.
     """
-    if data.groups is None:
-        raise ValueError(
-            "irene (IRENE) is a supervised debiaser: it needs the bias label of every training "
-            "sample (data.groups), but the training split has none"
-        )
+    groups = require_groups(data, "irene")
     if alpha <= 0 or gamma < 0:
         raise ValueError(f"alpha must be positive and gamma non-negative, got {alpha!r}, {gamma!r}")
-    if data.groups.dtype.is_floating_point or int(data.groups.min()) < 0:
+    if groups.dtype.is_floating_point or int(groups.min()) < 0:
         raise ValueError("irene needs non-negative integer bias labels in data.groups")
-    num_groups = int(data.groups.max()) + 1
+    num_groups = int(groups.max()) + 1
     if num_groups < 2:
         raise ValueError("irene needs at least two bias labels in data.groups, found one")
     head = _privacy_head(model, num_groups, seed)
@@ -138,32 +132,22 @@ def train_irene(
     def step(batch: Batch) -> torch.Tensor:
         return irene_loss(model, head, batch.x, batch.y, batch.groups, alpha, gamma)
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        parameters=[*model.parameters(), *head.parameters()],
-        use_groups=True,
-    )
+    both = [*model.parameters(), *head.parameters()]
+    return train_loop(model, data, step, seed=seed, parameters=both, use_groups=True, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``irene`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="irene",
-        factory=train_irene,
-        version="1",
-        description="IRENE (BMVC 2022): a privacy head on the bottleneck, whose mutual "
-        "information with the bias label the encoder minimises",
-        params={"alpha": 0.5, "gamma": 0.2, **TRAINING_PARAMS},
-        # the groups must be a bias attribute distinct from the label: on mnist, where the groups
-        # are the classes, removing their information would remove the task itself
-        requires=frozenset({"groups", "bias_attribute"}),
-    )
+    return [
+        DebiaserSpec(
+            name="irene",
+            factory=train_irene,
+            version="1",
+            description="IRENE (BMVC 2022): a privacy head on the bottleneck, whose mutual "
+            "information with the bias label the encoder minimises",
+            # bias_attribute: on mnist the groups are the classes, so IRENE would remove the task
+            # itself; linear-head: the privacy head reads the classifier's input
+            requires=frozenset({"groups", "bias_attribute", LINEAR_HEAD}),
+            training=TRAINING,
+        )
+    ]

@@ -35,10 +35,13 @@ stages use the shared optimiser defaults (Adam, lr 1e-3, batch 64).
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import torch
+from pydantic import Field, PositiveInt
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 
 
@@ -70,14 +73,9 @@ def train_jtt(
     data: Split,
     *,
     seed: int,
-    first_epochs: int = 2,
-    lambda_up: float = 50.0,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    first_epochs: PositiveInt = 2,
+    lambda_up: Annotated[float, Field(ge=1)] = 50.0,
+    **training: Any,
 ) -> nn.Module:
     """Identification ERM for ``first_epochs``, then ``epochs`` of up-weighted training from
     the same initial weights; returns ``model`` in eval mode. Never reads ``data.groups``."""
@@ -85,20 +83,14 @@ def train_jtt(
         raise ValueError(f"first_epochs must be a positive integer, got {first_epochs!r}")
     if lambda_up < 1:
         raise ValueError(f"lambda_up must be at least 1, got {lambda_up!r}")
-    shared = {
-        "seed": seed,
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "lr": lr,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-    }
     initial = {name: value.detach().clone() for name, value in model.state_dict().items()}
 
     def erm_step(batch: Batch) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch.x), batch.y)
 
-    train_loop(model, data, erm_step, epochs=first_epochs, **shared)
+    # both stages share every training parameter but the number of epochs
+    train_loop(model, data, erm_step, seed=seed, **{**training, "epochs": first_epochs})
+    batch_size = training.get("batch_size", TRAINING.batch_size)
     weights = upweight(error_set(model, data, batch_size=max(batch_size, 512)), lambda_up)
     mean_weight = weights.mean()
     model.load_state_dict(initial)
@@ -108,16 +100,18 @@ def train_jtt(
         w = weights[batch.index.cpu()].to(ce.device)
         return (w * ce).mean() / mean_weight
 
-    return train_loop(model, data, upweighted_step, epochs=epochs, **shared)
+    return train_loop(model, data, upweighted_step, seed=seed, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``jtt`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="jtt",
-        factory=train_jtt,
-        version="1",
-        description="Just Train Twice (ICML 2021): retrain with the errors of an early-stopped "
-        "ERM model up-weighted; no group labels",
-        params={"first_epochs": 2, "lambda_up": 50.0, **TRAINING_PARAMS},
-    )
+    return [
+        DebiaserSpec(
+            name="jtt",
+            factory=train_jtt,
+            version="1",
+            description="Just Train Twice (ICML 2021): retrain with the errors of an "
+            "early-stopped ERM model up-weighted; no group labels",
+            training=TRAINING,
+        )
+    ]

@@ -40,13 +40,15 @@ should give it ``epochs`` well beyond the shared default of 5 (the paper trains 
 from __future__ import annotations
 
 import copy
+from typing import Annotated, Any
 
-import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from benchmark.kit.devices import initialise_on_cpu
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.seeding import stream_seed
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0x1FF  # separates the biased model's initialisation from the job's other streams
@@ -128,14 +130,9 @@ def train_lff(
     data: Split,
     *,
     seed: int,
-    q: float = 0.7,
-    ema_alpha: float = 0.7,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    q: Annotated[float, Field(gt=0, le=1)] = 0.7,
+    ema_alpha: Annotated[float, Field(ge=0, lt=1)] = 0.7,
+    **training: Any,
 ) -> nn.Module:
     """Train ``model`` as LfF's debiased model next to a GCE-trained biased copy.
 
@@ -144,8 +141,7 @@ def train_lff(
     """
     if not 0 < q <= 1:
         raise ValueError(f"q must be in (0, 1], got {q!r}")
-    state = np.random.SeedSequence([seed, _STREAM]).generate_state(1)[0]
-    biased = reinitialised_copy(model, int(state)).train()
+    biased = reinitialised_copy(model, stream_seed(seed, _STREAM)).train()
     labels = data.y.cpu()
     num_classes = int(labels.max()) + 1
     ema_biased = SampleLossEMA(labels, num_classes, ema_alpha)
@@ -166,28 +162,19 @@ def train_lff(
         gce = generalized_cross_entropy(logits_b, batch.y, q)
         return gce.mean() + (weight * ce_d).mean()
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        parameters=[*model.parameters(), *biased.parameters()],
-    )
+    both = [*model.parameters(), *biased.parameters()]
+    return train_loop(model, data, step, seed=seed, parameters=both, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``lff`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="lff",
-        factory=train_lff,
-        version="1",
-        description="Learning from Failure (NeurIPS 2020): CE weighted by a GCE-trained biased "
-        "model's relative difficulty; no group labels",
-        params={"q": 0.7, "ema_alpha": 0.7, **TRAINING_PARAMS},
-    )
+    return [
+        DebiaserSpec(
+            name="lff",
+            factory=train_lff,
+            version="1",
+            description="Learning from Failure (NeurIPS 2020): CE weighted by a GCE-trained "
+            "biased model's relative difficulty; no group labels",
+            training=TRAINING,
+        )
+    ]

@@ -23,10 +23,10 @@ keep that scaling, so the KL term equals cross-entropy / K and the L2 term is Br
 ``kl_weight`` and ``l2_weight`` (default 1, as in the report) scale the three terms.
 
 Deviations, both to fit any model of this benchmark: the heads are linear layers on the model's
-own bottleneck (the input of its final ``nn.Linear``, see ``plugins.models.bottleneck``),
-where the report's code adds a 128-unit projection and MLP heads of widths 64-32, 64 and 32; and
-training uses the shared defaults (Adam, lr 1e-3, 5 epochs, batch 64) instead of the report's
-SGD for 40 epochs.
+own bottleneck (the input of its final ``nn.Linear``, see ``plugins.models.bottleneck``; so the
+debiaser requires a model that provides ``linear-head``), where the report's code adds a
+128-unit projection and MLP heads of widths 64-32, 64 and 32; and training uses the shared
+defaults (Adam, lr 1e-3, 5 epochs, batch 64) instead of the report's SGD for 40 epochs.
 
 ``prepare`` swaps the final linear layer for ``MultiHeadClassifier`` and gives the model the
 multi-head contract: ``head_logits(x) -> (H, N, K)`` and ``forward(x)`` = mean over heads.
@@ -40,11 +40,17 @@ import types
 from typing import Any
 
 import torch
+from pydantic import PositiveInt
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.models.bottleneck import classifier_path, forward_with_features, replace_classifier
+from plugins.models.bottleneck import (
+    LINEAR_HEAD,
+    classifier_path,
+    forward_with_features,
+    replace_classifier,
+)
 
 LOSSES: tuple[str, ...] = ("ce", "kl", "l2")
 """Loss of head ``h`` is ``LOSSES[h % 3]``: the report's order (head 1 CE, 2 KL, 3 L2)."""
@@ -133,16 +139,11 @@ def train_mtl_heads(
     data: Split,
     *,
     seed: int,
-    heads: int = 3,
+    heads: PositiveInt = 3,
     ce_weight: float = 1.0,
     kl_weight: float = 1.0,
     l2_weight: float = 1.0,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    **training: Any,
 ) -> nn.Module:
     """Train the prepared multi-head model on ``mtl_loss``; returns it in eval mode.
 
@@ -165,35 +166,22 @@ def train_mtl_heads(
             l2_weight=l2_weight,
         )
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-    )
+    return train_loop(model, data, step, seed=seed, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``mtl-heads`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="mtl-heads",
-        factory=train_mtl_heads,
-        version="1",
-        description="three linear heads on the bottleneck trained with CE, KL and L2 losses; "
-        "predicts with their logit average (seed report 000)",
-        params={
-            "heads": 3,
-            "ce_weight": 1.0,
-            "kl_weight": 1.0,
-            "l2_weight": 1.0,
-            **TRAINING_PARAMS,
-        },
-        provides=frozenset({"multi_head"}),
-        prepare=prepare_mtl_heads,
-    )
+    return [
+        DebiaserSpec(
+            name="mtl-heads",
+            factory=train_mtl_heads,
+            version="1",
+            description="three linear heads on the bottleneck trained with CE, KL and L2 "
+            "losses; predicts with their logit average (seed report 000)",
+            provides=frozenset({"multi_head"}),
+            # the heads replace the model's final linear layer and read its input
+            requires=frozenset({LINEAR_HEAD}),
+            prepare=prepare_mtl_heads,
+            training=TRAINING,
+        )
+    ]

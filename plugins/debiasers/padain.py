@@ -30,12 +30,14 @@ identical.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated, Any
 
-import numpy as np
 import torch
+from pydantic import Field, PositiveFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.seeding import stream_seed
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 
 _STREAM = 0xADA1  # separates PAdaIN's random stream from the loop's batch order
@@ -88,14 +90,9 @@ def train_padain(
     data: Split,
     *,
     seed: int,
-    p: float = 0.01,
-    eps: float = 1e-5,
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    p: Annotated[float, Field(ge=0, le=1)] = 0.01,
+    eps: PositiveFloat = 1e-5,
+    **training: Any,
 ) -> nn.Module:
     """Cross-entropy with PAdaIN after every ``nn.Conv2d``; the hooks are gone on return.
 
@@ -111,39 +108,29 @@ def train_padain(
         raise ValueError(
             f"padain needs a model with nn.Conv2d layers; {type(model).__name__} has none"
         )
-    state = np.random.SeedSequence([seed, _STREAM]).generate_state(1)[0]
-    hook = padain_hook(p, eps, torch.Generator().manual_seed(int(state)))
+    hook = padain_hook(p, eps, torch.Generator().manual_seed(stream_seed(seed, _STREAM)))
 
     def step(batch: Batch) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch.x), batch.y)
 
     handles = [conv.register_forward_hook(hook) for conv in convs]
     try:
-        return train_loop(
-            model,
-            data,
-            step,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-        )
+        return train_loop(model, data, step, seed=seed, **training)
     finally:
         for handle in handles:
             handle.remove()
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``padain`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="padain",
-        factory=train_padain,
-        version="1",
-        description="Permuted AdaIN (Nuriel et al. 2021): swap per-channel feature statistics "
-        "between samples after each conv, p=0.01",
-        params={"p": 0.01, "eps": 1e-5, **TRAINING_PARAMS},
-        requires=frozenset({"conv"}),
-    )
+    return [
+        DebiaserSpec(
+            name="padain",
+            factory=train_padain,
+            version="1",
+            description="Permuted AdaIN (Nuriel et al. 2021): swap per-channel feature statistics "
+            "between samples after each conv, p=0.01",
+            requires=frozenset({"conv"}),
+            training=TRAINING,
+        )
+    ]

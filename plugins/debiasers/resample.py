@@ -24,59 +24,39 @@ draw is seeded by the job's seed through the shared loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
-from plugins.debiasers.reweight import cell_ids, inverse_frequency_weights, require_groups
+from plugins.debiasers.reweight import Cell, cell_weights
 
 
 def train_resample(
-    model: nn.Module,
-    data: Split,
-    *,
-    seed: int,
-    cell: str = "class-group",
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    model: nn.Module, data: Split, *, seed: int, cell: Cell = "class-group", **training: Any
 ) -> nn.Module:
     """Cross-entropy on cell-balanced batches drawn with replacement; returns the model in eval
     mode."""
-    groups = require_groups(data, "resample")
-    # on the CPU: the same weights (and, for resampling, the same draws) on every device
-    weights = inverse_frequency_weights(cell_ids(data.y.cpu(), groups.cpu(), cell))
+    weights = cell_weights(data, cell, "resample")
 
     def step(batch: Batch) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch.x), batch.y)
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        sampling_weights=weights,
-    )
+    return train_loop(model, data, step, seed=seed, sampling_weights=weights, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``resample`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="resample",
-        factory=train_resample,
-        version="1",
-        description="group-balanced resampling: every (class, group) cell drawn equally often "
-        "(Sagawa et al. 2020's sampler; Idrissi et al. 2022)",
-        params={"cell": "class-group", **TRAINING_PARAMS},
-        requires=frozenset({"groups"}),
-    )
+    return [
+        DebiaserSpec(
+            name="resample",
+            factory=train_resample,
+            version="1",
+            description="group-balanced resampling: every (class, group) cell drawn equally often "
+            "(Sagawa et al. 2020's sampler; Idrissi et al. 2022)",
+            requires=frozenset({"groups"}),
+            training=TRAINING,
+        )
+    ]

@@ -24,13 +24,17 @@ batch 64).
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
 from torch import nn
 
-from benchmark.kit.training import TRAINING_PARAMS, Batch, train_loop
+from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
 
-CELLS = ("class-group", "group")
+Cell = Literal["class-group", "group"]
+"""What a cell is: a ``(class, group)`` pair, or the group alone."""
+CELLS: tuple[Cell, ...] = ("class-group", "group")
 
 
 def require_groups(data: Split, debiaser: str) -> torch.Tensor:
@@ -48,7 +52,7 @@ def require_groups(data: Split, debiaser: str) -> torch.Tensor:
     return data.groups
 
 
-def cell_ids(y: torch.Tensor, groups: torch.Tensor, cell: str = "class-group") -> torch.Tensor:
+def cell_ids(y: torch.Tensor, groups: torch.Tensor, cell: Cell = "class-group") -> torch.Tensor:
     """``int64 (N,)`` compact id of each sample's cell: ``(y, group)`` pairs or ``group``."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
@@ -63,51 +67,37 @@ def inverse_frequency_weights(cells: torch.Tensor) -> torch.Tensor:
     return (weights / weights.mean()).float()
 
 
+def cell_weights(data: Split, cell: Cell, debiaser: str) -> torch.Tensor:
+    """Inverse cell-frequency weights of the training rows (``reweight``'s loss weights,
+    ``resample``'s sampling weights), computed on the CPU so that the weights, and for
+    resampling the draws, are the same on every device. Raises when ``data`` has no groups."""
+    groups = require_groups(data, debiaser)
+    return inverse_frequency_weights(cell_ids(data.y.cpu(), groups.cpu(), cell))
+
+
 def train_reweight(
-    model: nn.Module,
-    data: Split,
-    *,
-    seed: int,
-    cell: str = "class-group",
-    optimizer: str = "adam",
-    lr: float = 0.001,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    epochs: int = 5,
-    batch_size: int = 64,
+    model: nn.Module, data: Split, *, seed: int, cell: Cell = "class-group", **training: Any
 ) -> nn.Module:
     """Weighted cross-entropy with inverse cell-frequency weights; returns the model in eval
     mode. Raises ``ValueError`` when ``data`` has no groups."""
-    groups = require_groups(data, "reweight")
-    # on the CPU: the same weights (and, for resampling, the same draws) on every device
-    weights = inverse_frequency_weights(cell_ids(data.y.cpu(), groups.cpu(), cell))
+    weights = cell_weights(data, cell, "reweight")
 
     def step(batch: Batch) -> torch.Tensor:
         losses = nn.functional.cross_entropy(model(batch.x), batch.y, reduction="none")
         return (weights[batch.index].to(losses.device) * losses).mean()
 
-    return train_loop(
-        model,
-        data,
-        step,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        use_groups=True,
-    )
+    return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
-def spec() -> DebiaserSpec:
+def specs() -> list[DebiaserSpec]:
     """The ``reweight`` debiaser, for ``plugins.debiasers`` to register."""
-    return DebiaserSpec(
-        name="reweight",
-        factory=train_reweight,
-        version="1",
-        description="cross-entropy weighted by 1 / size of each sample's (class, group) cell",
-        params={"cell": "class-group", **TRAINING_PARAMS},
-        requires=frozenset({"groups"}),
-    )
+    return [
+        DebiaserSpec(
+            name="reweight",
+            factory=train_reweight,
+            version="1",
+            description="cross-entropy weighted by 1 / size of each sample's (class, group) cell",
+            requires=frozenset({"groups"}),
+            training=TRAINING,
+        )
+    ]

@@ -6,6 +6,10 @@ The contract every built-in model keeps is simple: its *last* ``nn.Linear`` (in 
 is the classifier and is applied last, to a flat feature vector. Rather than make every model
 implement a ``features()`` method, we find that layer and read its input with a forward hook,
 so any model that ends in a linear layer works, including torchvision architectures.
+
+A model that keeps this contract says so with the capability tag ``LINEAR_HEAD``; the debiasers
+that read the bottleneck or replace the classifier require it, so the planner skips them, with a
+reason, for a model that ends otherwise (a global-pooled convolution, a transformer's token).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+LINEAR_HEAD = "linear-head"
+"""Tag of a model whose last ``nn.Linear`` is its classifier, applied last to flat features."""
 
 
 def classifier_path(model: nn.Module) -> str:

@@ -1,20 +1,26 @@
 """A multilayer perceptron: the no-convolution baseline every image benchmark needs.
 
-It provides ``differentiable`` but not ``conv``, so the planner keeps CAM explainers away.
+It provides ``differentiable`` but not ``conv``, so the planner keeps CAM explainers away, and
+``linear-head``: its last layer is the classifier, so the bottleneck debiasers run on it too.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
+from pydantic import Field, PositiveInt
 from torch import nn
+
+from benchmark.specs import ModelSpec
+from plugins.models.bottleneck import LINEAR_HEAD
 
 
 def build_mlp(
     num_classes: int,
     input_shape: tuple[int, int, int],
-    hidden: list[int] | tuple[int, ...] = (256, 128),
-    dropout: float = 0.2,
+    hidden: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (256, 128),
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2,
 ) -> nn.Sequential:
     """Flatten, then ``Linear -> ReLU -> Dropout`` per entry of ``hidden``, then logits."""
     if not hidden or any(int(h) < 1 for h in hidden):
@@ -26,3 +32,16 @@ def build_mlp(
         width = int(size)
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
+
+
+def specs() -> list[ModelSpec]:
+    """``mlp``, for ``plugins.models`` to register."""
+    return [
+        ModelSpec(
+            name="mlp",
+            factory=build_mlp,
+            version="1",
+            description="multilayer perceptron (ReLU, dropout); no convolutions",
+            provides=frozenset({"differentiable", LINEAR_HEAD}),
+        )
+    ]

@@ -35,10 +35,15 @@ parameter away when a run can afford them.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field, NonNegativeFloat
 from torch import nn
 from torch.nn import functional as F
+
+from benchmark.specs import ModelSpec
+from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
 
 STEM_WIDTH = 16
 """Channels of the stem convolution, as in the paper and the reference (CIFAR)."""
@@ -133,12 +138,7 @@ class PyramidNet(nn.Module):
         self.relu_final = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(previous, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_bn_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last_block(self.blocks(self.bn1(self.conv1(x))))
@@ -149,9 +149,24 @@ class PyramidNet(nn.Module):
 def build_pyramidnet(
     num_classes: int,
     input_shape: tuple[int, int, int],
-    depth: int = 20,
-    alpha: float = 48,
-    stem_stride: int = 2,
+    depth: Annotated[int, Field(ge=8)] = 20,
+    alpha: NonNegativeFloat = 48,
+    stem_stride: Literal[1, 2] = 2,
 ) -> PyramidNet:
-    """Model factory: additive PyramidNet with basic blocks for ``(C, H, W)`` inputs."""
+    """Model factory: additive PyramidNet with basic blocks for ``(C, H, W)`` inputs;
+    ``depth`` must be ``6n + 2``."""
     return PyramidNet(num_classes, tuple(input_shape), depth, alpha, stem_stride)
+
+
+def specs() -> list[ModelSpec]:
+    """``pyramidnet``, for ``plugins.models`` to register."""
+    return [
+        ModelSpec(
+            name="pyramidnet",
+            factory=build_pyramidnet,
+            version="1",
+            description="additive PyramidNet (Han+ 2017), basic blocks, depth 20, alpha 48",
+            provides=BACKBONE_TAGS,
+            target_layer="last_block.conv2",
+        )
+    ]

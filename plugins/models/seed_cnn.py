@@ -12,8 +12,14 @@ dropout, max-pool 2, ReLU, then fc 320->50, ReLU, dropout, fc 50->10; 21,840 par
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
+
+from benchmark.specs import ModelSpec
+from plugins.models.bottleneck import LINEAR_HEAD
 
 
 def _spatial(size: int, padding: int) -> int:
@@ -27,9 +33,7 @@ class SeedCNN(nn.Module):
     """``conv_layers`` then ``fc_layers``, named as in the source so checkpoints and the CAM
     target path (``conv_layers.3``, the second convolution) read the same."""
 
-    def __init__(
-        self, num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
-    ) -> None:
+    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], dropout: float) -> None:
         super().__init__()
         channels, height, width = input_shape
         padding = 0 if min(_spatial(height, 0), _spatial(width, 0)) >= 1 else 2
@@ -57,7 +61,25 @@ class SeedCNN(nn.Module):
 
 
 def build_seed_cnn(
-    num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
 ) -> SeedCNN:
     """Model factory: the source CNN for ``input_shape`` ``(C, H, W)`` and ``num_classes``."""
     return SeedCNN(num_classes, tuple(input_shape), dropout=dropout)
+
+
+def specs() -> list[ModelSpec]:
+    """``seed-cnn``, for ``plugins.models`` to register."""
+    return [
+        ModelSpec(
+            name="seed-cnn",
+            factory=build_seed_cnn,
+            version="1",
+            description="CNN of the source slides: 2 conv (k5) + 2 fc, dropout; logits out",
+            # lrp: every nonlinearity is its own nn.ReLU / nn.MaxPool2d module, used once, and
+            # every leaf layer has a captum LRP / DeepLIFT rule (torch.flatten has no weights).
+            provides=frozenset({"differentiable", "conv", "lrp", LINEAR_HEAD}),
+            target_layer="conv_layers.3",
+        )
+    ]

@@ -23,10 +23,17 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import nn
 
+from benchmark.specs import ModelSpec
+from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
+
+FourInts = Annotated[tuple[PositiveInt, ...], Field(min_length=4, max_length=4)]
+"""One positive integer per convolution."""
 DEFAULT_CHANNELS = (16, 32, 64, 128)
 """Widths of the four convolutions in ReBias' ``SimpleConvNet``."""
 DEFAULT_STRIDES = (1, 2, 2, 1)
@@ -40,9 +47,9 @@ class SimpleConvNet(nn.Module):
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        channels: Sequence[int] = DEFAULT_CHANNELS,
-        kernel_size: int = 7,
-        strides: Sequence[int] = DEFAULT_STRIDES,
+        channels: Sequence[int],
+        kernel_size: int,
+        strides: Sequence[int],
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
@@ -74,12 +81,7 @@ class SimpleConvNet(nn.Module):
         self.features = nn.Sequential(layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels[-1], num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_bn_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
@@ -88,9 +90,24 @@ class SimpleConvNet(nn.Module):
 def build_simple_conv(
     num_classes: int,
     input_shape: tuple[int, int, int],
-    channels: Sequence[int] = DEFAULT_CHANNELS,
-    kernel_size: int = 7,
-    strides: Sequence[int] = DEFAULT_STRIDES,
+    channels: FourInts = DEFAULT_CHANNELS,
+    kernel_size: PositiveInt = 7,
+    strides: FourInts = DEFAULT_STRIDES,
 ) -> SimpleConvNet:
-    """Model factory: SimpleConvNet for ``input_shape`` ``(C, H, W)`` and ``num_classes``."""
+    """Model factory: SimpleConvNet for ``input_shape`` ``(C, H, W)`` and ``num_classes``;
+    ``kernel_size`` must be odd."""
     return SimpleConvNet(num_classes, tuple(input_shape), channels, kernel_size, strides)
+
+
+def specs() -> list[ModelSpec]:
+    """``simple-conv``, for ``plugins.models`` to register."""
+    return [
+        ModelSpec(
+            name="simple-conv",
+            factory=build_simple_conv,
+            version="1",
+            description="ReBias/LfF SimpleConvNet: 4 conv k7 + BN + ReLU (16-128), GAP, linear",
+            provides=BACKBONE_TAGS,
+            target_layer="features.conv4",
+        )
+    ]

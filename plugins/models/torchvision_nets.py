@@ -35,10 +35,14 @@ with other jobs (two threads were 3-7x slower there); seed-cnn, for reference: 0
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import PositiveInt
 from torch import nn
+
+from benchmark.specs import ModelSpec
+from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
 
 if TYPE_CHECKING:
     import torchvision
@@ -102,9 +106,9 @@ class ResNet18(nn.Module):
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        width: int = 64,
-        stem_stride: int = 2,
-        maxpool: bool = False,
+        width: int,
+        stem_stride: int,
+        maxpool: bool,
     ) -> None:
         super().__init__()
         self.conv1 = _small_stem_conv(input_shape[0], width, stem_stride)
@@ -117,12 +121,7 @@ class ResNet18(nn.Module):
         self.layer4 = _resnet_stage(4 * width, 8 * width, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8 * width, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_bn_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -150,8 +149,8 @@ def _resnet_stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequen
 def build_resnet18(
     num_classes: int,
     input_shape: tuple[int, int, int],
-    width: int = 32,
-    stem_stride: int = 2,
+    width: PositiveInt = 32,
+    stem_stride: Literal[1, 2] = 2,
     maxpool: bool = False,
 ) -> ResNet18:
     """ResNet-18 (He et al., CVPR 2016), random init, 3x3 stem; Grad-CAM layer ``layer4.1.conv2``.
@@ -168,8 +167,8 @@ def build_resnet18(
 def build_shufflenet(
     num_classes: int,
     input_shape: tuple[int, int, int],
-    width: float = 0.5,
-    stem_stride: int = 2,
+    width: Literal[0.5, 1.0, 1.5, 2.0] = 0.5,
+    stem_stride: Literal[1, 2] = 2,
     maxpool: bool = False,
 ) -> torchvision.models.ShuffleNetV2:
     """ShuffleNet V2 (Ma et al., ECCV 2018), random init, small-image stem; Grad-CAM ``conv5.0``.
@@ -189,3 +188,25 @@ def build_shufflenet(
     if not maxpool:
         model.maxpool = nn.Identity()
     return model
+
+
+def specs() -> list[ModelSpec]:
+    """``resnet18`` and ``shufflenet``, for ``plugins.models`` to register."""
+    return [
+        ModelSpec(
+            name="resnet18",
+            factory=build_resnet18,
+            version="1",
+            description="ResNet-18 (torchvision BasicBlock), half width, 3x3 stem; random init",
+            provides=BACKBONE_TAGS,
+            target_layer="layer4.1.conv2",
+        ),
+        ModelSpec(
+            name="shufflenet",
+            factory=build_shufflenet,
+            version="1",
+            description="torchvision ShuffleNet V2 x0.5, 3x3 stem without max-pool; random init",
+            provides=BACKBONE_TAGS,
+            target_layer="conv5.0",
+        ),
+    ]
