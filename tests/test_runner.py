@@ -61,6 +61,7 @@ def test_failures_are_isolated_rows_and_the_run_goes_on(toy_registry, tmp_path, 
         assert "metric 'score' is not finite" in jobs.loc[("toy-nan", None, seed), "error"]
         wrong = jobs.loc[("toy-mass", "toy-wrong-shape", seed), "error"]
         assert "(plugin 'toy') returned attributions of shape (8, 6)" in wrong
+        assert "(factory at " in wrong and "toy_plugin.py:" in wrong  # the plugin, not the core
     assert summary.failed == 6 and summary.ran == 10
     assert summary.models_trained == 2  # one model per seed, shared by all its evaluators
     accuracy = store.results().query("metric == 'accuracy'")["value"]

@@ -13,7 +13,9 @@ crashes are the executor's business: only a separate process can survive them.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
 import platform
 import random
@@ -42,24 +44,49 @@ def seed_everything(seed: int) -> None:
 
 
 class ContractError(ValueError):
-    """A plugin returned something that breaks its contract (shape, dtype, finiteness)."""
+    """A plugin returned something that breaks its contract (shape, dtype, finiteness).
+
+    The check that raises it is the core's, the fault the plugin's: ``where`` is where the
+    plugin's factory is defined, which is what ``short_error`` shows instead of the core's line.
+    """
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def defined_at(factory: Any) -> str:
+    """``file:line`` of a factory (through ``functools.partial``), or ``""``."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    try:
+        return f"{inspect.getsourcefile(factory)}:{inspect.getsourcelines(factory)[1]}"
+    except (TypeError, OSError):
+        return ""
 
 
 def short_error(exc: BaseException) -> str:
-    """The exception and the innermost frame that raised it: enough to find the bug."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    """The exception and the innermost frame that raised it (for a broken contract: the
+    plugin's factory): enough to find the bug."""
+    if isinstance(exc, ContractError):
+        where = f" (factory at {exc.where})" if exc.where else ""
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return bounded(f"{type(exc).__name__}: {exc}{where}")
 
 
 def check_attributions(
-    attributions: Any, x: torch.Tensor, explainer: str, plugin: str = ""
+    attributions: Any, x: torch.Tensor, explainer: str, plugin: str = "", factory: Any = None
 ) -> torch.Tensor:
     """Enforce the explainer contract: ``(N, 1 or C, H, W)``, float32, finite. The message
-    names the explainer and its plugin: the core only checks, the fix is in the plugin."""
+    names the explainer, its plugin and its factory: the core only checks, the fix is there."""
     who = f"explainer '{explainer}'" + (f" (plugin '{plugin}')" if plugin else "")
+    where = defined_at(factory) if factory is not None else ""
     if not isinstance(attributions, torch.Tensor):
-        raise ContractError(f"{who} returned {type(attributions).__name__}, not a torch.Tensor")
+        raise ContractError(
+            f"{who} returned {type(attributions).__name__}, not a torch.Tensor", where
+        )
     n, c, h, w = x.shape
     shape = tuple(attributions.shape)
     if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
@@ -67,16 +94,18 @@ def check_attributions(
         raise ContractError(
             f"{who} returned attributions of shape {shape} for a batch x of shape "
             f"{tuple(x.shape)}; the contract is one map per image, (N, 1, H, W) or "
-            f"(N, C, H, W): here {allowed}"
+            f"(N, C, H, W): here {allowed}",
+            where,
         )
     if attributions.dtype != torch.float32:
         raise ContractError(
             f"{who} returned {attributions.dtype} attributions; the contract is float32 "
-            "(return `attributions.float()`)"
+            "(return `attributions.float()`)",
+            where,
         )
     attributions = attributions.detach()
     if not torch.isfinite(attributions).all():
-        raise ContractError(f"{who} returned non-finite attributions")
+        raise ContractError(f"{who} returned non-finite attributions", where)
     return attributions
 
 
@@ -89,7 +118,8 @@ def check_metrics(metrics: dict[str, float], evaluator: str, spec: Any) -> None:
             f"evaluator '{evaluator}' (plugin '{spec.plugin}') returned metric "
             f"'{undeclared[0]}' that its EvaluatorSpec.directions does not declare"
             + (f" (and {len(undeclared) - 1} more)" if len(undeclared) > 1 else "")
-            + "; declare each metric as 'higher' or 'lower'"
+            + "; declare each metric as 'higher' or 'lower'",
+            defined_at(spec.factory),
         )
 
 
@@ -402,6 +432,7 @@ class Worker:
                     x,
                     explainer.label,
                     explainer.spec.plugin,
+                    explainer.spec.factory,
                 )
 
             out, _ = self.cache.load_or_build("attributions", key, compute)
