@@ -139,3 +139,29 @@ def test_check_plugin_passes_a_clean_plugin_and_names_a_misspelt_hook():
     typo = types.SimpleNamespace(bench_register_dataset=hookimpl(lambda register: None))
     with pytest.raises(AssertionError, match="unknown hooks: \\['bench_register_dataset'\\]"):
         check_plugin(typo, "typo")
+
+
+SMALL = {"samples": 4, "n_steps": 8}
+
+
+@pytest.mark.parametrize("name", Registry.load().names("explainer"))
+def test_every_built_in_explainer_keeps_the_contract_it_declares(registry, cache, name):
+    """Including the declaration itself: a built-in that says its maps depend on the batch
+    really does (so the flag is not a way around the check)."""
+    spec = registry.get("explainer", name)
+    params = {k: v for k, v in SMALL.items() if k in spec.params}
+    if name in ("kernel-shap", "lime"):
+        params["samples"] = 16
+    maps = check_explainer(spec, params=params, registry=registry, cache_dir=cache)
+    if not spec.batch_independent:
+        context = make_context(
+            dataset="mnist",
+            dataset_params={"train_limit": 300, "test_limit": 64},
+            debiaser_params={"epochs": 1},
+            registry=registry,
+            cache_dir=cache,
+        )
+        x, y = context.dataset.test.x[:6], context.dataset.test.y[:6]
+        call = {**spec.params, **params}
+        flipped = spec.factory(context.model, x.flip(0), y.flip(0), **call).flip(0)
+        assert not torch.allclose(flipped, maps), f"{name} declares a batch dependence it lacks"
