@@ -12,7 +12,7 @@ from plugins.evaluators.bam import (
     insignificant_patch,
     model_contrast,
     region_scores,
-    spec,
+    specs,
 )
 
 
@@ -101,7 +101,7 @@ def test_insignificant_patch_stays_in_the_mask_and_keeps_the_output():
 
 
 def test_spec_declares_bam_requirements_and_directions():
-    bam = spec()
+    (bam,) = specs()
     assert {"explainer", "bam"} <= bam.requires
     assert bam.directions["mcs"] == bam.directions["idr"] == bam.directions["iir"] == "higher"
 

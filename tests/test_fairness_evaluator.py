@@ -22,7 +22,8 @@ from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
 from plugins.datasets.colored_mnist import load_colored_mnist
 from plugins.datasets.mnist import load_mnist
 from plugins.evaluators import fairness
-from plugins.evaluators.fairness import evaluate_fairness, fairness_metrics, plot_fairness
+from plugins.evaluators.fairness import evaluate_fairness, fairness_metrics
+from plugins.evaluators.fairness_figures import plot_fairness
 from plugins.models.seed_cnn import build_seed_cnn
 
 matplotlib.use("Agg")
@@ -53,17 +54,13 @@ class LookupModel(nn.Module):
         return self.table[rows_of(x)]
 
 
-class TwoHeadLookup(nn.Module):
-    """The multi-head contract: ``head_logits -> (H, N, K)``, ``forward`` = their average."""
-
-    def __init__(self, heads: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("heads", heads.clone())
-        self.head_calls: list[tuple[int, bool, bool]] = []
+class TwoHeadLookup(LookupModel):
+    """The multi-head contract: ``head_logits -> (H, N, K)`` from a ``(H, images, K)`` table,
+    ``forward`` = their average; ``calls`` records the head passes."""
 
     def head_logits(self, x: torch.Tensor) -> torch.Tensor:
-        self.head_calls.append((len(x), self.training, torch.is_grad_enabled()))
-        return self.heads[:, rows_of(x)]
+        self.calls.append((len(x), self.training, torch.is_grad_enabled()))
+        return self.table[:, rows_of(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_logits(x).mean(dim=0)
@@ -303,8 +300,8 @@ def test_multi_head_models_get_per_head_metrics():
     assert "head2_accuracy" not in m
     # the ensemble (forward) and then the heads are scored in batches of 4, in eval mode,
     # without gradients
-    assert [c[0] for c in model.head_calls] == [4] * 6
-    assert not any(training or grad for _, training, grad in model.head_calls)
+    assert [c[0] for c in model.calls] == [4] * 6
+    assert not any(training or grad for _, training, grad in model.calls)
     # without alignment extras (mnist-like), heads get no unbiased accuracy
     plain = evaluate_fairness(context_for(model, Y, A, 3)).metrics
     assert "head0_accuracy" in plain and "head0_unbiased_accuracy" not in plain
@@ -314,36 +311,25 @@ def test_multi_head_models_get_per_head_metrics():
 # matrix") with its DoB and precision-std columns: DoB is the population std of the
 # per-class recalls (groups = classes), precision std the population std of the precisions.
 SEED_REPORT = {
-    "LSTMCNN_Res": (
-        [[172, 2, 4, 38, 0], [6, 539, 0, 3, 24], [5, 2, 56, 10, 0], [26, 1, 4, 141, 4],
-         [4, 47, 0, 5, 67]],
-        0.128,
-        0.083,
-    ),
-    "LSTMCNN_Shfl": (
-        [[173, 16, 0, 0, 27], [6, 557, 0, 0, 9], [0, 0, 50, 22, 1], [6, 0, 31, 132, 7],
-         [17, 1, 1, 3, 101]],
-        0.096,
-        0.127,
-    ),
-    "LSTMCNN_Res_MTL": (
-        [[182, 20, 0, 0, 14], [5, 563, 1, 1, 2], [0, 0, 55, 15, 3], [2, 2, 22, 132, 18],
-         [15, 3, 5, 5, 95]],
-        0.088,
-        0.110,
-    ),
-    "LSTMCNN_Shfl_MTL": (
-        [[194, 1, 0, 6, 15], [2, 557, 0, 1, 12], [1, 0, 0, 72, 0], [12, 0, 0, 157, 7],
-         [8, 8, 0, 2, 105]],
-        0.364,
-        0.348,
-    ),
-}  # fmt: skip
+    "LSTMCNN_Res": (0.128, 0.083),
+    "LSTMCNN_Shfl": (0.096, 0.127),
+    "LSTMCNN_Res_MTL": (0.088, 0.110),
+    "LSTMCNN_Shfl_MTL": (0.364, 0.348),
+}
+"""Network: (DoB, precision std) as the report prints them."""
+CONFUSION = {
+    "LSTMCNN_Res": "172 2 4 38 0/6 539 0 3 24/5 2 56 10 0/26 1 4 141 4/4 47 0 5 67",
+    "LSTMCNN_Shfl": "173 16 0 0 27/6 557 0 0 9/0 0 50 22 1/6 0 31 132 7/17 1 1 3 101",
+    "LSTMCNN_Res_MTL": "182 20 0 0 14/5 563 1 1 2/0 0 55 15 3/2 2 22 132 18/15 3 5 5 95",
+    "LSTMCNN_Shfl_MTL": "194 1 0 6 15/2 557 0 1 12/1 0 0 72 0/12 0 0 157 7/8 8 0 2 105",
+}
+"""Network: its confusion matrix, rows (true classes) separated by ``/``."""
 
 
 @pytest.mark.parametrize("network", SEED_REPORT)
 def test_degree_of_bias_and_precision_std_reproduce_the_seed_report(network):
-    confusion, dob, precision_std = SEED_REPORT[network]
+    dob, precision_std = SEED_REPORT[network]
+    confusion = [[int(v) for v in row.split()] for row in CONFUSION[network].split("/")]
     y, pred = [], []
     for true, row in enumerate(confusion):
         for predicted, count in enumerate(row):

@@ -4,7 +4,6 @@ and the verdicts of a model-independent control versus the gradient."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from skimage.metrics import structural_similarity
 
@@ -16,8 +15,10 @@ from plugins.evaluators.model_randomisation import (
     evaluate_model_randomisation,
     randomisable_layers,
     reinitialise,
-    spec,
+    specs,
 )
+from plugins.explainers.controls import sobel
+from plugins.explainers.gradients import gradient
 from plugins.models.seed_cnn import build_seed_cnn
 
 
@@ -81,18 +82,6 @@ def test_reinitialise_changes_one_layer_reproducibly_without_touching_global_rng
     assert torch.equal(again.fc_layers[0].weight, model.fc_layers[0].weight)
 
 
-def gradient(model, x, target):
-    x = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        model(x).gather(1, target[:, None]).sum().backward()
-    return x.grad
-
-
-def sobel(model, x, target):
-    k = torch.tensor([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])[None, None]
-    return (F.conv2d(x, k, padding=1) ** 2 + F.conv2d(x, k.transpose(2, 3), padding=1) ** 2).sqrt()
-
-
 @pytest.fixture(scope="module")
 def trained():
     data = load_mnist(train_limit=600, test_limit=100)
@@ -100,17 +89,14 @@ def trained():
     return data, train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=4).eval()
 
 
-def run(trained, explain, **params):
+def context_for(trained, explain, train=None) -> EvaluationContext:
     data, model = trained
-    context = EvaluationContext(
-        dataset=data,
-        model=model,
-        model_spec=ModelSpec("seed-cnn", build_seed_cnn),
-        seed=0,
-        train=None,
-        explain=explain,
-    )
-    return evaluate_model_randomisation(context, n_images=32, **params)
+    spec = ModelSpec("seed-cnn", build_seed_cnn)
+    return EvaluationContext(data, model, spec, seed=0, train=train, explain=explain)
+
+
+def run(trained, explain, **params):
+    return evaluate_model_randomisation(context_for(trained, explain), n_images=32, **params)
 
 
 def test_model_independent_control_fails_and_gradient_changes(trained):
@@ -129,7 +115,7 @@ def test_model_independent_control_fails_and_gradient_changes(trained):
         assert grad.metrics[f"ssim_cascade_{depth}"] == curves["cascading"]["ssim"][depth - 1]
         assert grad.metrics[f"ssim_independent_{depth}"] == curves["independent"]["ssim"][depth - 1]
     assert grad.metrics["spearman_cascade_4"] == grad.metrics["spearman_full"]
-    assert spec().directions["spearman_cascade_4"] == "lower"
+    assert specs()[0].directions["spearman_cascade_4"] == "lower"
     # the original model is not modified by the randomisation
     assert all(torch.equal(v, snapshot[k]) for k, v in trained[1].state_dict().items())
 
@@ -144,7 +130,7 @@ def test_bad_parameters_are_refused(trained):
 def test_data_randomisation_retrains_on_permuted_labels_and_judges(trained):
     from plugins.evaluators.data_randomisation import evaluate_data_randomisation, permuted_labels
 
-    data, model = trained
+    data, _ = trained
     y = data.train.y
     shuffled = permuted_labels(y)
     assert torch.equal(shuffled.sort().values, y.sort().values) and not torch.equal(shuffled, y)
@@ -155,19 +141,9 @@ def test_data_randomisation_retrains_on_permuted_labels_and_judges(trained):
         torch.manual_seed(seed)
         return train_erm(build_seed_cnn(10, (1, 28, 28)), split, seed=seed, epochs=3)
 
-    def context(explain):
-        return EvaluationContext(
-            dataset=data,
-            model=model,
-            model_spec=ModelSpec("seed-cnn", build_seed_cnn),
-            seed=0,
-            train=train,
-            explain=explain,
-        )
-
-    control = evaluate_data_randomisation(context(sobel), n_images=32)
+    control = evaluate_data_randomisation(context_for(trained, sobel, train), n_images=32)
     assert control.metrics["spearman"] == pytest.approx(1.0) and control.metrics["verdict"] == 0.0
     assert torch.equal(seen[0].y, shuffled) and torch.equal(seen[0].x, data.train.x)
-    grad = evaluate_data_randomisation(context(gradient), n_images=32)
+    grad = evaluate_data_randomisation(context_for(trained, gradient, train), n_images=32)
     assert grad.metrics["spearman"] < 0.5 and grad.metrics["verdict"] == 1.0
     assert 0.0 <= grad.metrics["randomised_train_accuracy"] <= 1.0

@@ -22,9 +22,9 @@ import pytest
 import quantus
 import torch
 
+from benchmark.kit import ranking as rk
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
-from plugins.datasets.mnist import load_mnist
-from plugins.debiasers.erm import train_erm
+from benchmark.testing import make_context
 from plugins.evaluators import faithfulness as fa
 from plugins.evaluators import perturbation as pt
 from plugins.models.seed_cnn import build_seed_cnn
@@ -34,27 +34,29 @@ STEPS = 28
 QUANTUS_ATOL = 1e-6  # float32 softmax in Quantus vs float64 here; measured about 1e-7
 
 
-def gradient(model, x, target):
-    x = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        model(x).gather(1, target[:, None]).sum().backward()
-    return x.grad.detach()
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> EvaluationContext:
+    """What a job gets: seed-cnn trained by ERM for 3 epochs on 1,000 MNIST images (about 80 %
+    test accuracy), N test images, the built-in ``gradient`` explainer (cached, checked)."""
+    return make_context(
+        dataset="mnist",
+        dataset_params={"train_limit": 1000, "test_limit": N},
+        debiaser_params={"epochs": 3},
+        explainer="gradient",
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+    )
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """A seed-cnn trained for 3 epochs on 1,000 MNIST images (about 80 % test accuracy), N test
-    images and tie-free gradient maps for the predicted class."""
-    data = load_mnist(train_limit=1000, test_limit=N)
-    torch.manual_seed(0)
-    model = train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=3).eval()
-    x = data.test.x
+def trained(job):
+    """The job's data, model, test images, predicted classes and tie-free gradient maps."""
+    model, x = job.model, job.dataset.test.x
     with torch.no_grad():
         target = model(x).argmax(1)
     jitter = 1e-9 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
-    maps = gradient(model, x, target) + jitter
+    maps = job.explain(model, x, target) + jitter
     assert all(m.flatten().unique().numel() == m.numel() for m in maps)  # no ties
-    return data, model, x, target, maps
+    return job.dataset, model, x, target, maps
 
 
 def quantus_call(metric, model, x, target, maps):
@@ -170,7 +172,7 @@ def test_insertion_and_deletion_equal_the_rise_loop(trained):
         for i in range(0, N, 12):
             theirs = rise_single_run(model, x[i], maps[i, 0], substrate[i], mode, step=28)
             assert np.allclose(ours[i].numpy(), theirs, atol=1e-6)
-            auc = pt.normalised_auc(ours[i], np.arange(STEPS + 1) / STEPS)
+            auc = rk.normalised_auc(ours[i], np.arange(STEPS + 1) / STEPS)
             assert np.isclose(auc, rise_auc(theirs), atol=1e-6)
 
 
@@ -268,7 +270,7 @@ def test_insertion_deletion_by_hand():
     # RISE's normalised AUC: trapezoid over x = 0, 1/2, 1
     s = sigmoid([0, 7, 10])
     expected = 0.5 * ((s[0] + s[1]) / 2 + (s[1] + s[2]) / 2)
-    assert np.isclose(pt.normalised_auc(insertion[0], [0, 0.5, 1]), expected)
+    assert np.isclose(rk.normalised_auc(insertion[0], [0, 0.5, 1]), expected)
 
 
 def test_region_perturbation_by_hand():
@@ -310,15 +312,20 @@ def test_region_tiling_follows_quantus_padding():
 
 def test_ranking_breaks_ties_by_one_fixed_priority():
     flat = torch.zeros(3, 10, dtype=torch.float64)
-    order = pt.ranking(flat)
+    order = rk.ranking(flat)
     assert torch.equal(order[0], order[1]) and torch.equal(order[1], order[2])
     assert sorted(order[0].tolist()) == list(range(10))
     assert order[0].tolist() != list(range(10))  # not raster order
-    ranked = pt.ranking(torch.tensor([[0.0, 3.0, 1.0, 3.0]], dtype=torch.float64))
+    ranked = rk.ranking(torch.tensor([[0.0, 3.0, 1.0, 3.0]], dtype=torch.float64))
     assert ranked[0, 2:].tolist() == [2, 0] and set(ranked[0, :2].tolist()) == {1, 3}
-    assert torch.equal(pt.ranking(flat), order)  # same every call
-    rank = pt.positions(order)
+    assert torch.equal(rk.ranking(flat), order)  # same every call
+    rank = rk.positions(order)
     assert torch.equal(order.gather(1, rank), torch.arange(10).expand(3, -1))
+    # another seed, another fixed priority (ROAR keeps its own); no seed: ties by index
+    assert not torch.equal(rk.ranking(flat, tie_seed=20190101), order)
+    assert rk.ranking(flat, tie_seed=None)[0].tolist() == list(range(10))
+    by_index = rk.ranking(torch.tensor([[0.0, 3.0, 1.0, 3.0]], dtype=torch.float64), tie_seed=None)
+    assert by_index[0].tolist() == [1, 3, 2, 0]
     assert pt.step_counts(10, 4).tolist() == [0, 2, 5, 7, 10]
     with pytest.raises(ValueError, match="steps"):
         pt.step_counts(10, 11)
@@ -326,17 +333,17 @@ def test_ranking_breaks_ties_by_one_fixed_priority():
 
 def test_keyed_noise_depends_on_the_image_and_seed_only():
     x = torch.rand(4, 1, 5, 5, generator=torch.Generator().manual_seed(0))
-    keys = pt.image_keys(x, seed=3)
+    keys = rk.image_keys(x, seed=3)
     assert len(set(keys.tolist())) == 4
-    assert np.array_equal(pt.image_keys(x[[2, 0]], 3), keys[[2, 0]])
-    assert not np.array_equal(pt.image_keys(x, 4), keys)
-    u = pt.keyed_uniform(keys, 7, (1, 5, 5))
-    assert torch.equal(pt.keyed_uniform(keys[[3, 1]], 7, (1, 5, 5)), u[[3, 1]])
-    assert not torch.equal(pt.keyed_uniform(keys, 8, (1, 5, 5)), u)
-    big = pt.keyed_uniform(keys[:1], 0, (200_000,))
+    assert np.array_equal(rk.image_keys(x[[2, 0]], 3), keys[[2, 0]])
+    assert not np.array_equal(rk.image_keys(x, 4), keys)
+    u = rk.keyed_uniform(keys, 7, (1, 5, 5))
+    assert torch.equal(rk.keyed_uniform(keys[[3, 1]], 7, (1, 5, 5)), u[[3, 1]])
+    assert not torch.equal(rk.keyed_uniform(keys, 8, (1, 5, 5)), u)
+    big = rk.keyed_uniform(keys[:1], 0, (200_000,))
     assert float(big.min()) >= 0 and float(big.max()) < 1
     assert abs(float(big.mean()) - 0.5) < 0.005 and abs(float(big.var()) - 1 / 12) < 0.002
-    normal = pt.keyed_normal(keys[:1], 0, (200_000,))
+    normal = rk.keyed_normal(keys[:1], 0, (200_000,))
     assert abs(float(normal.mean())) < 0.01 and abs(float(normal.std()) - 1) < 0.01
 
 
@@ -360,23 +367,24 @@ EVALUATORS = {
 
 
 @pytest.mark.parametrize("name", EVALUATORS)
-def test_scores_are_per_image(trained, name):
+def test_scores_are_per_image(trained, job, name):
     """An image's score is the same alone, in the batch and after reordering (including the
     uniform noise of region perturbation, keyed by the image). Tolerance 1e-6: the model's
     float32 matrix products may round differently for different batch sizes."""
     data, model, x, _, _ = trained
+    explain = job.explain
     evaluate, key = EVALUATORS[name]
     y = data.test.y
-    whole = evaluate(context_for(model, x, y, gradient), n_images=N, batch_size=100)
+    whole = evaluate(context_for(model, x, y, explain), n_images=N, batch_size=100)
     scores = np.array(whole.arrays[key])
     assert scores.shape == (N,) and np.isclose(scores.mean(), whole.metrics[key])
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(2))
-    shuffled = evaluate(context_for(model, x[perm], y[perm], gradient), n_images=N, batch_size=37)
+    shuffled = evaluate(context_for(model, x[perm], y[perm], explain), n_images=N, batch_size=37)
     assert np.allclose(np.array(shuffled.arrays[key]), scores[perm.numpy()], rtol=0, atol=1e-6)
     for i in (0, 17):
-        alone = evaluate(context_for(model, x[i : i + 1], y[i : i + 1], gradient), n_images=1)
+        alone = evaluate(context_for(model, x[i : i + 1], y[i : i + 1], explain), n_images=1)
         assert np.isclose(alone.arrays[key][0], scores[i], rtol=0, atol=1e-6)
-    other_seed = evaluate(context_for(model, x, y, gradient, seed=1), n_images=N)
+    other_seed = evaluate(context_for(model, x, y, explain, seed=1), n_images=N)
     if name == "region-perturbation":  # uniform noise depends on the seed
         assert not np.allclose(np.array(other_seed.arrays[key]), scores)
     else:
@@ -436,9 +444,9 @@ def test_specs_declare_every_parameter_and_direction():
         assert dict(spec.params) == defaults, spec.name
 
 
-def test_bad_parameters_are_refused(trained):
+def test_bad_parameters_are_refused(trained, job):
     data, model, x, _, _ = trained
-    context = context_for(model, x, data.test.y, gradient)
+    context = context_for(model, x, data.test.y, job.explain)
     with pytest.raises(ValueError, match="baseline"):
         fa.evaluate_pixel_flipping(context, n_images=4, baseline="grey")
     with pytest.raises(ValueError, match="target"):

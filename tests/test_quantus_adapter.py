@@ -25,13 +25,15 @@ from rich.console import Console
 from benchmark import planner
 from benchmark import suite as suite_module
 from benchmark.cache import ArtifactCache
-from benchmark.hookspecs import hookimpl
+from benchmark.kit.registration import register_specs_of
 from benchmark.registry import Registry
 from benchmark.runner import Runner
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
 from benchmark.store import Store
 from plugins.datasets.mnist import load_mnist
-from plugins.evaluators import quantus_adapter as qa
+from plugins.evaluators import quantus as quantus_evaluator
+from plugins.evaluators.quantus import catalogue as qc
+from plugins.evaluators.quantus.evaluator import evaluate_quantus
 from plugins.models.seed_cnn import build_seed_cnn
 from tests import toy_plugin
 
@@ -107,7 +109,7 @@ def test_faithfulness_correlation_equals_quantus_and_is_reproducible(data, model
     torch.manual_seed(11)
     np.random.seed(11)
     numpy_state, torch_state = np.random.get_state()[1].copy(), torch.random.get_rng_state()
-    ev = qa.evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=3)
+    ev = evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=3)
     ev.check()
     # the caller's generators are untouched (Quantus draws from numpy's global one)
     assert np.array_equal(np.random.get_state()[1], numpy_state)
@@ -122,16 +124,16 @@ def test_faithfulness_correlation_equals_quantus_and_is_reproducible(data, model
     assert np.allclose(per_image(ev), direct, rtol=1e-5, atol=1e-6)
     assert ev.metrics["faithfulness_correlation"] == pytest.approx(np.mean(direct), abs=1e-6)
     assert ev.arrays["raw"] == pytest.approx(direct, abs=1e-6)
-    again = qa.evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=3)
+    again = evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=3)
     assert again.metrics == ev.metrics
-    other = qa.evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=4)
+    other = evaluate_quantus(make_context(data, model), metric_params=params, n_images=8, seed=4)
     assert other.metrics != ev.metrics
     json.dumps(ev.arrays)
 
 
 @pytest.mark.parametrize("metric", ["Sparseness", "Complexity"])
 def test_sparseness_and_complexity_equal_quantus(data, model, metric):
-    ev = qa.evaluate_quantus(make_context(data, model), metric=metric, n_images=8)
+    ev = evaluate_quantus(make_context(data, model), metric=metric, n_images=8)
     x, y, a = inputs(data, model, 8)
     direct = getattr(quantus, metric)()(model=model, x_batch=x, y_batch=y, a_batch=a)
     # Gini index and entropy are scale-free but for Quantus's +1e-7 / +1e-12 epsilons, the only
@@ -163,7 +165,7 @@ def test_callers_attributions_are_never_modified(data, model, metric, params):
     def cached(model_, x_, target_):  # like the runner's cache: the same tensor every time
         return maps if torch.equal(x_, data.test.x[:4]) else abs_gradient(model_, x_, target_)
 
-    ev = qa.evaluate_quantus(
+    ev = evaluate_quantus(
         make_context(data, model, cached), metric=metric, metric_params=params, n_images=4
     )
     assert torch.equal(maps, before)
@@ -178,13 +180,13 @@ def test_an_images_score_does_not_depend_on_the_rest_of_the_batch(data, model):
     # EffectiveComplexity counts pixels above eps after normalisation: scale-sensitive
     params = {"eps": 0.5}
     n = 6
-    together = qa.evaluate_quantus(
+    together = evaluate_quantus(
         make_context(data, model), metric="EffectiveComplexity", metric_params=params, n_images=n
     )
     alone = []
     for i in range(n):
         one = Split(x=data.test.x[i : i + 1], y=data.test.y[i : i + 1])
-        ev = qa.evaluate_quantus(
+        ev = evaluate_quantus(
             make_context(data, model, test=one),
             metric="EffectiveComplexity",
             metric_params=params,
@@ -208,7 +210,7 @@ def test_an_images_score_does_not_depend_on_the_rest_of_the_batch(data, model):
 def test_road_scores_every_image_not_only_the_first_batch(data, model):
     # noise 0 makes the imputation deterministic, so raw Quantus can be compared image by image
     params = {"percentages": [10, 50, 90], "noise": 0.0}
-    ev = qa.evaluate_quantus(
+    ev = evaluate_quantus(
         make_context(data, model), metric="ROAD", metric_params=params, n_images=70, target="label"
     )
     curves = np.array(ev.arrays["curves"])
@@ -227,13 +229,13 @@ def test_road_scores_every_image_not_only_the_first_batch(data, model):
 def test_curve_areas_work_on_numpy_2_and_the_shim_does_not_leak(data, model):
     had_trapz = hasattr(np, "trapz")
     context = make_context(data, model)
-    pf = qa.evaluate_quantus(
+    pf = evaluate_quantus(
         context, metric="PixelFlipping", metric_params={"features_in_step": 56}, n_images=6
     )
     curves = np.array(pf.arrays["raw"])
     assert curves.shape == (6, 14)
     assert np.allclose(per_image(pf), np.trapezoid(curves, dx=1, axis=1))
-    mean = qa.evaluate_quantus(
+    mean = evaluate_quantus(
         context,
         metric="PixelFlipping",
         metric_params={"features_in_step": 56},
@@ -242,14 +244,14 @@ def test_curve_areas_work_on_numpy_2_and_the_shim_does_not_leak(data, model):
     )
     assert np.allclose(per_image(mean), curves.mean(1))
     # Quantus's own AUC (np.trapz through the shim) gives the same per-image areas
-    own = qa.evaluate_quantus(
+    own = evaluate_quantus(
         context,
         metric="PixelFlipping",
         metric_params={"features_in_step": 56, "return_auc_per_sample": True},
         n_images=6,
     )
     assert np.allclose(per_image(own), per_image(pf), rtol=1e-5)
-    irof = qa.evaluate_quantus(context, metric="IROF", n_images=4)
+    irof = evaluate_quantus(context, metric="IROF", n_images=4)
     assert np.isfinite(irof.metrics["irof"])
     assert hasattr(np, "trapz") == had_trapz
     if not had_trapz:  # NumPy >= 2.4: raw Quantus cannot compute an area at all
@@ -261,7 +263,7 @@ def test_curve_areas_work_on_numpy_2_and_the_shim_does_not_leak(data, model):
 def test_mprt_average_leaves_out_the_unrandomised_entry(data, model):
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     torch_state = torch.random.get_rng_state()
-    ev = qa.evaluate_quantus(make_context(data, model), metric="MPRT", n_images=4, seed=5)
+    ev = evaluate_quantus(make_context(data, model), metric="MPRT", n_images=4, seed=5)
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
     raw = ev.arrays["raw"]
@@ -279,7 +281,7 @@ def test_mprt_average_leaves_out_the_unrandomised_entry(data, model):
     )
     assert np.allclose(buggy, np.mean([raw[k] for k in raw], axis=0))  # 'original' included
     assert np.all(np.array(buggy) > per_image(ev))
-    last = qa.evaluate_quantus(
+    last = evaluate_quantus(
         make_context(data, model),
         metric="MPRT",
         metric_params={"return_last_correlation": True},
@@ -294,9 +296,9 @@ def test_random_logit_uses_the_datasets_classes_and_leaves_numpy_alone(data, mod
     expected = np.random.rand()
     np.random.seed(123)
     context = make_context(data, model)
-    ev = qa.evaluate_quantus(context, metric="RandomLogit", n_images=4, seed=1)
+    ev = evaluate_quantus(context, metric="RandomLogit", n_images=4, seed=1)
     assert np.random.rand() == expected  # raw Quantus would have reseeded it to 42
-    assert qa.evaluate_quantus(context, metric="RandomLogit", n_images=4, seed=1).metrics == (
+    assert evaluate_quantus(context, metric="RandomLogit", n_images=4, seed=1).metrics == (
         ev.metrics
     )
     x, y, a = inputs(data, model, 4)
@@ -311,7 +313,7 @@ def test_localisation_metrics_get_the_datasets_masks(data, model):
     masks = torch.zeros(n, 1, 28, 28)
     masks[:, :, 7:21, 7:21] = 1.0
     test = Split(x=data.test.x[:n], y=data.test.y[:n], extras={"object_mask": masks})
-    ev = qa.evaluate_quantus(
+    ev = evaluate_quantus(
         make_context(data, model, test=test), metric="RelevanceMassAccuracy", n_images=n
     )
     x, y, a = inputs(data, model, n)
@@ -327,7 +329,7 @@ def test_undefined_scores_are_counted_not_averaged(data, model):
         a[0] = 0.0  # a constant map has no correlation with anything
         return a
 
-    ev = qa.evaluate_quantus(
+    ev = evaluate_quantus(
         make_context(data, model, one_flat_map),
         metric_params={"nr_runs": 5, "subset_size": 50},
         n_images=4,
@@ -339,20 +341,20 @@ def test_undefined_scores_are_counted_not_averaged(data, model):
         return torch.zeros_like(x_)
 
     with pytest.raises(ValueError, match="refused the inputs"):
-        qa.evaluate_quantus(make_context(data, model, flat), n_images=4)
+        evaluate_quantus(make_context(data, model, flat), n_images=4)
 
 
 # -- names, errors, directions, registration --------------------------------------------------
 
 
 def test_metric_names():
-    assert qa.snake_case("FaithfulnessCorrelation") == "faithfulness_correlation"
-    assert qa.snake_case("ROAD") == "road"
-    assert qa.snake_case("EfficientMPRT") == "efficient_mprt"
-    assert qa.snake_case("TopKIntersection") == "top_k_intersection"
-    assert qa.snake_case("SensitivityN") == "sensitivity_n"
-    assert qa.metric_name("RegionPerturbation", {"order": "LeRF"}) == "region_perturbation_lerf"
-    assert qa.metric_name("RegionPerturbation", {}) == "region_perturbation"
+    assert qc.snake_case("FaithfulnessCorrelation") == "faithfulness_correlation"
+    assert qc.snake_case("ROAD") == "road"
+    assert qc.snake_case("EfficientMPRT") == "efficient_mprt"
+    assert qc.snake_case("TopKIntersection") == "top_k_intersection"
+    assert qc.snake_case("SensitivityN") == "sensitivity_n"
+    assert qc.metric_name("RegionPerturbation", {"order": "LeRF"}) == "region_perturbation_lerf"
+    assert qc.metric_name("RegionPerturbation", {}) == "region_perturbation"
 
 
 @pytest.mark.parametrize(
@@ -378,32 +380,32 @@ def test_bad_requests_get_clear_errors(data, model, metric, params, message):
 
     context = make_context(data, model, explain_nothing)
     with pytest.raises(ValueError, match=message):
-        qa.evaluate_quantus(context, metric=metric, metric_params=params)
+        evaluate_quantus(context, metric=metric, metric_params=params)
 
 
 def test_bad_evaluator_parameters(data, model):
     context = make_context(data, model)
     with pytest.raises(ValueError, match="target"):
-        qa.evaluate_quantus(context, target="random")
+        evaluate_quantus(context, target="random")
     with pytest.raises(ValueError, match="curve_reduction"):
-        qa.evaluate_quantus(context, curve_reduction="max")
+        evaluate_quantus(context, curve_reduction="max")
     no_explainer = EvaluationContext(
         dataset=data, model=model, model_spec=context.model_spec, seed=0, train=context.train
     )
     with pytest.raises(ValueError, match="needs an explainer"):
-        qa.evaluate_quantus(no_explainer)
+        evaluate_quantus(no_explainer)
 
 
 def test_functions_by_name_and_other_orders(data, model):
-    ev = qa.evaluate_quantus(
+    ev = evaluate_quantus(
         make_context(data, model),
         metric="RegionPerturbation",
         metric_params={"patch_size": 7, "regions_evaluation": 3, "order": "lerf"},
         n_images=4,
     )
     assert list(ev.metrics) == ["region_perturbation_lerf"]
-    assert qa.directions()["region_perturbation_lerf"] == "lower"
-    spearman = qa.evaluate_quantus(
+    assert qc.directions()["region_perturbation_lerf"] == "lower"
+    spearman = evaluate_quantus(
         make_context(data, model),
         metric="FaithfulnessEstimate",
         metric_params={"features_in_step": 56, "similarity_func": "correlation_spearman"},
@@ -413,15 +415,15 @@ def test_functions_by_name_and_other_orders(data, model):
 
 
 def test_directions_follow_quantus_except_the_documented_corrections():
-    classes = qa.metric_classes()
-    assert set(classes) == set(qa.QUANTUS_DIRECTIONS)  # a new Quantus metric must be added
+    classes = qc.metric_classes()
+    assert set(classes) == set(qc.QUANTUS_DIRECTIONS)  # a new Quantus metric must be added
     for name, cls in classes.items():
         quantus_says = cls.score_direction.value
-        if name in qa.DIRECTION_CORRECTIONS:
-            assert quantus_says != qa.DIRECTION_CORRECTIONS[name] == qa.QUANTUS_DIRECTIONS[name]
+        if name in qc.DIRECTION_CORRECTIONS:
+            assert quantus_says != qc.DIRECTION_CORRECTIONS[name] == qc.QUANTUS_DIRECTIONS[name]
         else:
-            assert qa.QUANTUS_DIRECTIONS[name] == quantus_says, name
-    table = qa.directions()
+            assert qc.QUANTUS_DIRECTIONS[name] == quantus_says, name
+    table = qc.directions()
     assert table["faithfulness_correlation"] == "higher"
     assert table["sparseness"] == "higher"
     assert table["complexity"] == "lower"
@@ -431,7 +433,7 @@ def test_directions_follow_quantus_except_the_documented_corrections():
 
 def test_capability_tables_match_the_quantus_source():
     explains, masks = set(), set()
-    for name, cls in qa.metric_classes().items():
+    for name, cls in qc.metric_classes().items():
         own = "".join(  # the metric's own modules, not the base class every metric shares
             Path(inspect.getfile(k)).read_text()
             for k in cls.__mro__
@@ -441,14 +443,14 @@ def test_capability_tables_match_the_quantus_source():
             explains.add(name)
         if "s_batch" in inspect.signature(cls.evaluate_batch).parameters:
             masks.add(name)
-    assert explains - set(qa.UNSUPPORTED) == qa.NEEDS_EXPLAIN
-    assert masks == qa.NEEDS_MASKS
+    assert explains - set(qc.UNSUPPORTED) == qc.NEEDS_EXPLAIN
+    assert masks == qc.NEEDS_MASKS
 
 
 def quantus_plugin() -> types.ModuleType:
     """A temporary plugin that registers the evaluator exactly as the built-ins will."""
     plugin = types.ModuleType("quantus_test_plugin")
-    plugin.bench_register_evaluators = hookimpl(lambda register: qa.register_quantus(register))
+    plugin.bench_register_evaluators = register_specs_of([quantus_evaluator])
     return plugin
 
 
@@ -458,7 +460,7 @@ def test_registers_through_a_plugin_and_runs_from_its_spec(data, model):
     assert spec.requires == frozenset({"explainer"})
     assert spec.directions["faithfulness_correlation"] == "higher"
     assert spec.version.endswith(f"quantus{quantus.__version__}")
-    factory_params = set(inspect.signature(qa.evaluate_quantus).parameters) - {"context"}
+    factory_params = set(inspect.signature(evaluate_quantus).parameters) - {"context"}
     assert set(spec.params) == factory_params  # a suite may override every parameter
     ev = spec.factory(
         make_context(data, model), **{**spec.params, "metric": "Sparseness", "n_images": 4}
@@ -484,7 +486,7 @@ def test_a_suite_runs_quantus_metrics_through_the_runner(tmp_path):
         label: q-max-sensitivity
         params: {metric: MaxSensitivity, metric_params: {nr_samples: 2}, n_images: 16}
     seeds: [0]
-    leaderboard: {metric: sparseness}
+    leaderboard: {metric: q-sparseness.sparseness}
     """
     plan = planner.expand(suite_module.parse(textwrap.dedent(text), "s.yaml", registry))
 

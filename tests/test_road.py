@@ -18,37 +18,35 @@ from quantus.functions.perturb_func import noisy_linear_imputation as quantus_im
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from benchmark.kit import ranking as rk
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
-from plugins.datasets.mnist import load_mnist
-from plugins.debiasers.erm import train_erm
-from plugins.evaluators import perturbation as pt
+from benchmark.testing import make_context
 from plugins.evaluators import road
 from plugins.models.seed_cnn import build_seed_cnn
 
 N = 48
 WEIGHTS = {(-1, -1): 1 / 12, (-1, 0): 1 / 6, (-1, 1): 1 / 12, (0, -1): 1 / 6, (0, 1): 1 / 6}
 WEIGHTS |= {(1, -1): 1 / 12, (1, 0): 1 / 6, (1, 1): 1 / 12}
-
-
-def gradient(model, x, target):
-    x = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        model(x).gather(1, target[:, None]).sum().backward()
-    return x.grad.detach()
+JOB = {
+    "dataset": "mnist",
+    "dataset_params": {"train_limit": 1000, "test_limit": N},
+    "debiaser_params": {"epochs": 3},
+    "explainer": "gradient",
+}
+"""``make_context`` of the job the tests score: seed-cnn by ERM, 3 epochs on 1,000 MNIST images,
+N test images, the built-in gradient explainer."""
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """seed-cnn, 3 epochs on 1,000 MNIST images; N test images; tie-free gradient maps of the
-    label (Quantus's ROAD scores against the label)."""
-    data = load_mnist(train_limit=1000, test_limit=N)
-    torch.manual_seed(0)
-    model = train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=3).eval()
-    x, y = data.test.x, data.test.y
+def trained(tmp_path_factory):
+    """The job's explainer, model, test images, labels and tie-free maps of the label (Quantus's
+    ROAD scores against the label)."""
+    job = make_context(**JOB, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    x, y = job.dataset.test.x, job.dataset.test.y
     jitter = 1e-9 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
-    maps = gradient(model, x, y) + jitter
+    maps = job.explain(job.model, x, y) + jitter
     assert all(m.flatten().unique().numel() == m.numel() for m in maps)
-    return data, model, x, y, maps
+    return job.explain, job.model, x, y, maps
 
 
 def direct_solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -77,7 +75,7 @@ def direct_solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
 def morf_masks(maps: torch.Tensor, percentages) -> torch.Tensor:
     """``(N * P, H, W)``: for each image and percentage, its top pixels removed."""
     h, w = maps.shape[-2:]
-    rank = pt.positions(pt.ranking(pt.pixel_importance(maps)))
+    rank = rk.positions(rk.ranking(rk.pixel_importance(maps)))
     counts = torch.tensor([int(h * w * p / 100) for p in percentages])
     return (rank[:, None, :] < counts[None, :, None]).view(-1, h, w)
 
@@ -267,7 +265,7 @@ def test_scores_are_per_image(trained):
     """Alone, in the batch, reordered: accuracy curves identical, probabilities to 1e-6 (the
     imputed images are bit-identical; the model's float32 products may round differently for
     different batch sizes)."""
-    _, model, x, y, _ = trained
+    gradient, model, x, y, _ = trained
     whole = road.evaluate_road(context_for(model, x, y, gradient), n_images=N, batch_size=200)
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(4))
     shuffled = road.evaluate_road(
@@ -300,7 +298,7 @@ def test_inputs_and_attributions_are_not_modified(trained):
 
 
 def test_spec_and_bad_parameters(trained):
-    spec = road.spec()
+    (spec,) = road.specs()
     assert spec.requires == frozenset({"explainer"})
     signature = inspect.signature(spec.factory)
     defaults = {k: p.default for k, p in signature.parameters.items() if k != "context"}
@@ -312,15 +310,13 @@ def test_spec_and_bad_parameters(trained):
         == list(defaults["percentages"])
         == list(range(10, 100, 10))
     )
-    assert dict(spec.directions) == {
-        "morf_auc": "lower",
-        "lerf_auc": "higher",
-        "lerf_minus_morf": "higher",
-        "morf_prob_auc": "lower",
-        "lerf_prob_auc": "higher",
-        "lerf_minus_morf_prob": "higher",
-    }
-    _, model, x, y, _ = trained
+    # MoRF areas should fall, LeRF areas and the gap between them rise, on both curves
+    for suffix in ("", "_prob"):
+        assert spec.directions[f"morf{suffix}_auc"] == "lower"
+        assert spec.directions[f"lerf{suffix}_auc"] == "higher"
+        assert spec.directions[f"lerf_minus_morf{suffix}"] == "higher"
+    assert len(spec.directions) == 6
+    gradient, model, x, y, _ = trained
     context = context_for(model, x, y, gradient)
     for bad in ([100], [50, 20], []):
         with pytest.raises(ValueError, match="percentages"):
@@ -350,7 +346,7 @@ def test_figure_shows_morf_and_lerf_per_explainer(trained):
                 "arrays": arrays,
             }
         )
-    figures = road.spec().figures(pd.DataFrame(rows))
+    figures = road.specs()[0].figures(pd.DataFrame(rows))
     morf, lerf = figures["curves-mnist-seed-cnn-none"].axes[:2]
     assert [line.get_label() for line in morf.get_lines()] == ["gradient", "reversed"]
     assert list(morf.get_lines()[0].get_xdata()) == [20.0, 60.0]

@@ -13,7 +13,8 @@ from scipy import stats
 from benchmark import planner
 from benchmark import suite as suite_module
 from benchmark.cache import ArtifactCache
-from benchmark.hookspecs import hookimpl
+from benchmark.kit.ranking import normalised_auc, pixel_importance
+from benchmark.kit.registration import register_specs_of
 from benchmark.registry import Registry
 from benchmark.runner import Runner
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
@@ -23,31 +24,28 @@ from tests import toy_plugin
 
 
 def test_removal_order_puts_important_first_and_breaks_ties_the_same_everywhere():
-    importance = torch.zeros(3, 4, 4)
-    importance[0, 1, 2] = 5.0
-    importance[0, 3, 3] = 2.0
-    order = roar.removal_order(importance)
+    importance = torch.zeros(3, 1, 4, 4)  # one channel: every aggregate keeps the order
+    importance[0, 0, 1, 2] = 5.0
+    importance[0, 0, 3, 3] = 2.0
+    order = roar.removal_order(importance, "signed")
     assert order.shape == (3, 16)
     assert order[0, 0].item() == 1 * 4 + 2 and order[0, 1].item() == 3 * 4 + 3
     # all-zero maps: one fixed priority, identical for every image and every call
     assert torch.equal(order[1], order[2])
-    assert torch.equal(order[1], roar.removal_order(torch.zeros(1, 4, 4))[0])
+    assert torch.equal(order[1], roar.removal_order(torch.zeros(1, 1, 4, 4))[0])
     assert sorted(order[1].tolist()) == list(range(16))
     # the priority is not the raster order (no bias towards the top-left corner)
     assert order[1].tolist() != list(range(16))
 
 
-def test_heatmap_aggregates_channels():
+def test_pixel_importance_aggregates_channels():
     a = torch.tensor([[[[1.0, -2.0]], [[3.0, 1.0]]]])  # (1, 2, 1, 2)
-    assert torch.equal(
-        roar.heatmap(a, "square"), torch.tensor([[[10.0, 5.0]]], dtype=torch.float64)
-    )
-    assert torch.equal(roar.heatmap(a, "abs"), torch.tensor([[[4.0, 3.0]]], dtype=torch.float64))
-    assert torch.equal(
-        roar.heatmap(a, "signed"), torch.tensor([[[4.0, -1.0]]], dtype=torch.float64)
-    )
+    expected = {"square": [[10.0, 5.0]], "abs": [[4.0, 3.0]], "signed": [[4.0, -1.0]]}
+    for aggregate, values in expected.items():
+        got = pixel_importance(a, aggregate)
+        assert torch.equal(got, torch.tensor(values, dtype=torch.float64)), aggregate
     with pytest.raises(ValueError, match="aggregate"):
-        roar.heatmap(a, "max")
+        pixel_importance(a, "max")
 
 
 def test_replace_pixels_sets_exactly_k_pixels_in_every_channel_and_copies():
@@ -73,7 +71,7 @@ def test_curve_area_is_the_mean_height_by_trapezoid():
     fractions = [0.1, 0.3, 0.9]
     acc = np.array([[1.0, 0.5, 0.5], [0.2, 0.2, 0.2]])
     # first: (1+0.5)/2*0.2 + (0.5+0.5)/2*0.6 = 0.15 + 0.3 = 0.45, over a span of 0.8
-    assert np.allclose(roar.curve_area(fractions, acc), [0.45 / 0.8, 0.2])
+    assert np.allclose(normalised_auc(acc, fractions), [0.45 / 0.8, 0.2])
 
 
 def test_paired_p_value_matches_scipy_and_handles_constant_differences():
@@ -175,15 +173,7 @@ def test_bad_parameters_are_refused():
 # Through the runner: retrained models are cached like any other.
 
 roar_plugin = types.ModuleType("roar_plugin")
-
-
-@hookimpl
-def _register(register):
-    for spec in roar.specs():
-        register(spec)
-
-
-roar_plugin.bench_register_evaluators = _register
+roar_plugin.bench_register_evaluators = register_specs_of([roar])
 
 
 def test_retrains_go_through_the_model_cache(tmp_path):
@@ -198,7 +188,7 @@ def test_retrains_go_through_the_model_cache(tmp_path):
       - {name: roar, params: {thresholds: [30, 70], retrain_seeds: 2}}
       - {name: kar, params: {thresholds: [30, 70], retrain_seeds: 2}}
     seeds: [0]
-    leaderboard: {metric: auc}
+    leaderboard: {metric: roar.auc}
     """
     plan = planner.expand(suite_module.parse(textwrap.dedent(text), "s.yaml", registry))
 
@@ -223,3 +213,25 @@ def test_retrains_go_through_the_model_cache(tmp_path):
     stored = Store(tmp_path / "r.sqlite").results()
     assert set(stored["evaluator"]) == {"roar", "kar"}
     assert {"auc", "random_auc", "verdict", "accuracy_30"} <= set(stored["metric"])
+
+
+def test_figure_shows_each_explainer_against_the_random_baseline():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    arrays = {
+        "thresholds": [30.0, 70.0],
+        "accuracy": [[0.9, 0.5], [0.8, 0.4]],  # one curve per retrain seed
+        "random_accuracy": [[0.95, 0.9], [0.85, 0.8]],
+    }
+    job = {"dataset": "d", "model": "m", "debiaser": "none", "seed": 0, "arrays": arrays}
+    rows = [{**job, "explainer": explainer} for explainer in ("b", "a")]
+    (spec,) = [s for s in roar.specs() if s.name == "roar"]
+    (axis,) = spec.figures(pd.DataFrame(rows))["curves-d-m-none"].axes
+    lines = axis.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b", "random baseline"]
+    assert list(lines[0].get_ydata()) == pytest.approx([0.85, 0.45])  # mean over retrains
+    assert list(lines[2].get_ydata()) == pytest.approx([0.9, 0.85])
+    matplotlib.pyplot.close("all")

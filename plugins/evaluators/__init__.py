@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from benchmark.hookspecs import hookimpl
-from benchmark.specs import EvaluatorSpec
+from benchmark.kit.registration import register_specs_of
 from plugins.evaluators import (
     bam,
+    classification,
     completeness_soundness,
     data_randomisation,
     fairness,
     faithfulness,
     model_randomisation,
+    quantus,
     road,
     roar,
 )
-from plugins.evaluators.classification import DIRECTIONS, evaluate_classification
-from plugins.evaluators.quantus_adapter import register_quantus
 
+MODULES = (
+    classification,
+    roar,
+    model_randomisation,
+    data_randomisation,
+    completeness_soundness,
+    bam,
+    fairness,
+    faithfulness,
+    road,
+    quantus,
+)
+"""Every evaluator module, each exposing ``specs()``; registered in this order."""
 
-@hookimpl
-def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None:
-    register(
-        EvaluatorSpec(
-            name="classification",
-            factory=evaluate_classification,
-            version="1",
-            description="accuracy, macro P/R/F1, macro OvR AUROC, confusion matrix (test split)",
-            params={"batch_size": 512},
-            directions=DIRECTIONS,
-        )
-    )
-    for spec in roar.specs():
-        register(spec)
-    register(model_randomisation.spec())
-    register(data_randomisation.spec())
-    register(completeness_soundness.spec())
-    register(bam.spec())
-    register(fairness.spec())
-    for spec in faithfulness.specs():
-        register(spec)
-    register(road.spec())
-    register_quantus(register)
+bench_register_evaluators = register_specs_of(MODULES)

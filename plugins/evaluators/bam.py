@@ -48,16 +48,32 @@ its own that MCS does not already give.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec, Split
-from plugins.evaluators.predictions import predict_logits
+from benchmark.kit.evaluation import predict_logits, require_explainer
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec, Split
+from plugins.evaluators.declaring import evaluator_spec
 
 PERCENTILE = 99.0
+"""Each map is scaled between its minimum and this percentile (the reference's ``vmax``)."""
+LOWER_IS_BETTER = ("object_region_scene_model", "patch_logit_change")
+"""The scene model should not look at the object; the patch should not move the logits."""
+DIRECTIONS: dict[str, Direction] = dict.fromkeys(
+    (
+        *("mcs", "idr", "iir", "object_region_object_model", "n_mcs", "n_idr", "n_iir"),
+        *("object_model_accuracy", "scene_model_accuracy", "scene_only_model_accuracy"),
+        "patch_kept_prediction",
+    ),
+    "higher",
+) | dict.fromkeys(LOWER_IS_BETTER, "lower")
+"""Every metric ``evaluate_bam`` returns; the counts ``n_*`` are higher-is-better (more images
+judged)."""
 
 
 def region_scores(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -152,15 +168,14 @@ def _bam_extras(split: Split, where: str) -> dict[str, torch.Tensor]:
 
 def evaluate_bam(
     context: EvaluationContext,
-    n_images: int = 500,
-    tau: float = 0.1,
-    patch_steps: int = 100,
-    patch_lr: float = 0.05,
-    patch_alpha: float = 0.01,
+    n_images: PositiveInt = 500,
+    tau: NonNegativeFloat = 0.1,
+    patch_steps: NonNegativeInt = 100,
+    patch_lr: PositiveFloat = 0.05,
+    patch_alpha: NonNegativeFloat = 0.01,
 ) -> Evaluation:
     """MCS, IDR and IIR of the job's explainer, with the three models trained (cached) here."""
-    if context.explain is None:
-        raise ValueError("bam needs an explainer")
+    explain = require_explainer(context, "bam")
     if n_images < 1:
         raise ValueError(f"n_images must be positive, got {n_images}")
     train, test = context.dataset.train, context.dataset.test
@@ -181,7 +196,7 @@ def evaluate_bam(
 
     def scored(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         prediction = predict_logits(model, images).argmax(1)
-        return region_scores(context.explain(model, images, prediction), mask), prediction
+        return region_scores(explain(model, images, prediction), mask), prediction
 
     g_object, pred_object = scored(object_model, x)
     g_scene, pred_scene = scored(scene_model, x)
@@ -270,43 +285,25 @@ def plot_bam(results: Any) -> dict[str, Any]:
     return figures
 
 
-def bam_retrains(params: dict) -> int:
+def bam_retrains(params: Mapping[str, Any]) -> int:
     """Up to three models: object (the job's own model when its labels are the objects), scene
     and scene-only; every explainer of a suite shares them through the cache."""
     return 3
 
 
-def spec() -> EvaluatorSpec:
-    """The ``bam`` evaluator spec."""
-    return EvaluatorSpec(
-        name="bam",
-        factory=evaluate_bam,
-        version="1",
-        description="BAM (Yang & Kim 2019): model contrast score, input dependence rate and "
-        "input independence rate on a dataset with pasted objects and scene-only twins",
-        params={
-            "n_images": 500,
-            "tau": 0.1,
-            "patch_steps": 100,
-            "patch_lr": 0.05,
-            "patch_alpha": 0.01,
-        },
+def specs() -> list[EvaluatorSpec]:
+    """The ``bam`` evaluator (it needs a BAM dataset); its parameters are ``evaluate_bam``'s."""
+    description = (
+        "BAM (Yang & Kim 2019): model contrast score, input dependence rate and input "
+        "independence rate on a dataset with pasted objects and scene-only twins"
+    )
+    spec = evaluator_spec(
+        "bam",
+        evaluate_bam,
+        description,
+        DIRECTIONS,
         requires=frozenset({"explainer", "bam"}),
-        directions={
-            "mcs": "higher",
-            "idr": "higher",
-            "iir": "higher",
-            "object_region_object_model": "higher",
-            "object_region_scene_model": "lower",
-            "n_mcs": "higher",
-            "n_idr": "higher",
-            "n_iir": "higher",
-            "object_model_accuracy": "higher",
-            "scene_model_accuracy": "higher",
-            "scene_only_model_accuracy": "higher",
-            "patch_kept_prediction": "higher",
-            "patch_logit_change": "lower",
-        },
         figures=plot_bam,
         retrains=bam_retrains,
     )
+    return [spec]

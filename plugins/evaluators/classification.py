@@ -20,11 +20,13 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import PositiveInt
 
-from benchmark.specs import Evaluation, EvaluationContext
-from plugins.evaluators.predictions import predict_logits
+from benchmark.kit.evaluation import predict_logits
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
 
-DIRECTIONS = {
+DIRECTIONS: dict[str, Direction] = {
     "accuracy": "higher",
     "precision_macro": "higher",
     "recall_macro": "higher",
@@ -80,9 +82,20 @@ def classification_metrics(
     )
 
 
-def evaluate_classification(context: EvaluationContext, batch_size: int = 512) -> Evaluation:
+def evaluate_classification(
+    context: EvaluationContext, batch_size: PositiveInt = 512
+) -> Evaluation:
     """Score ``context.model`` on the test split; inference in eval mode, batched, no_grad."""
     test = context.dataset.test
     logits = predict_logits(context.model, test.x, batch_size)
     probabilities = logits.softmax(dim=1).double().cpu().numpy()
     return classification_metrics(test.y.cpu().numpy(), probabilities, context.dataset.num_classes)
+
+
+def specs() -> list[EvaluatorSpec]:
+    """The ``classification`` evaluator: no explainer needed; ``batch_size`` is its parameter."""
+    description = "accuracy, macro P/R/F1, macro OvR AUROC, confusion matrix (test split)"
+    spec = evaluator_spec(
+        "classification", evaluate_classification, description, DIRECTIONS, requires=frozenset()
+    )
+    return [spec]

@@ -18,19 +18,23 @@ the steps (the reference averages the probabilities of its insertion steps).
   labels instead of the mean.
 
 Ranking is by the signed attribution summed over channels (the insertion game inserts what the
-map says supports the label); ties are broken by pixel index, the same for every image. Every
-image's score depends only on that image. Defaults ``alpha = 1``, ``eps1 = beta = 0.1``.
+map says supports the label); ties are broken by pixel index, the same for every image
+(``benchmark.kit.ranking.ranking`` with ``tie_seed=None``). Every image's score depends only
+on that image. Defaults ``alpha = 1``, ``eps1 = beta = 0.1``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.evaluators.predictions import predict_logits
+from benchmark.kit.evaluation import evaluating, predict_logits, require_explainer
+from benchmark.kit.ranking import pixel_importance, positions, ranking
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
 
 
 def insertion_probabilities(
@@ -51,31 +55,23 @@ def insertion_probabilities(
     """
     n, c, h, w = x.shape
     device = x.device
-    importance = attributions.detach().to(device).double().sum(1).reshape(n, h * w)
-    order = torch.argsort(importance, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=device).expand(n, -1).contiguous())
+    rank = positions(ranking(pixel_importance(attributions.to(device)), tie_seed=None))
     counts = torch.round(torch.arange(1, steps + 1, dtype=torch.float64) / steps * h * w).long()
     counts = counts.to(device)
     labels = labels.to(device)
     canvas = fill.view(1, c, 1, 1).to(device=device, dtype=x.dtype)
     probabilities = torch.empty(n, steps, dtype=torch.float64)
     per_chunk = max(1, batch_size // steps)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, n, per_chunk):
-                stop = min(n, start + per_chunk)
-                shown = rank[start:stop, None, :] < counts[None, :, None]  # (b, steps, HW)
-                mask = shown.view(stop - start, steps, 1, h, w)
-                images = torch.where(mask, x[start:stop, None], canvas)
-                logits = model(images.view(-1, c, h, w)).double()
-                probs = logits.softmax(1).view(stop - start, steps, -1)
-                index = labels[start:stop, None, None].expand(-1, steps, 1)
-                probabilities[start:stop] = probs.gather(2, index).squeeze(2).cpu()
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for start in range(0, n, per_chunk):
+            stop = min(n, start + per_chunk)
+            shown = rank[start:stop, None, :] < counts[None, :, None]  # (b, steps, HW)
+            mask = shown.view(stop - start, steps, 1, h, w)
+            images = torch.where(mask, x[start:stop, None], canvas)
+            logits = model(images.view(-1, c, h, w)).double()
+            probs = logits.softmax(1).view(stop - start, steps, -1)
+            index = labels[start:stop, None, None].expand(-1, steps, 1)
+            probabilities[start:stop] = probs.gather(2, index).squeeze(2).cpu()
     return probabilities
 
 
@@ -92,16 +88,15 @@ def soundness(auc: np.ndarray, p: np.ndarray, beta: float) -> np.ndarray:
 
 def evaluate_completeness_soundness(
     context: EvaluationContext,
-    n_images: int = 256,
-    steps: int = 28,
-    alpha: float = 1.0,
-    eps1: float = 0.1,
-    beta: float = 0.1,
-    batch_size: int = 2048,
+    n_images: PositiveInt = 256,
+    steps: PositiveInt = 28,
+    alpha: Annotated[float, Field(gt=0, le=1)] = 1.0,
+    eps1: NonNegativeFloat = 0.1,
+    beta: NonNegativeFloat = 0.1,
+    batch_size: PositiveInt = 2048,
 ) -> Evaluation:
     """Completeness at the predicted label and soundness over the other labels, per image."""
-    if context.explain is None:
-        raise ValueError("completeness-soundness needs an explainer")
+    explain = require_explainer(context, "completeness-soundness")
     if steps < 1 or not 0 < alpha <= 1 or eps1 < 0 or beta < 0:
         raise ValueError(f"need steps >= 1, 0 < alpha <= 1, eps1, beta >= 0; got {steps}, {alpha}")
     data = context.dataset
@@ -113,7 +108,7 @@ def evaluate_completeness_soundness(
     auc = np.zeros((len(x), k))
     for label in range(k):
         target = torch.full((len(x),), label, dtype=torch.long, device=x.device)
-        maps = context.explain(context.model, x, target)
+        maps = explain(context.model, x, target)
         curve = insertion_probabilities(context.model, x, maps, target, fill, steps, batch_size)
         auc[:, label] = curve.mean(1).numpy()
     rows = np.arange(len(x))
@@ -138,27 +133,13 @@ def evaluate_completeness_soundness(
     return Evaluation(metrics, arrays)
 
 
-def spec() -> EvaluatorSpec:
-    """The ``completeness-soundness`` evaluator spec."""
-    return EvaluatorSpec(
-        name="completeness-soundness",
-        factory=evaluate_completeness_soundness,
-        version="1",
-        description="Completeness and soundness of saliency maps by the insertion game "
-        "(Gupta & Arora et al. 2022)",
-        params={
-            "n_images": 256,
-            "steps": 28,
-            "alpha": 1.0,
-            "eps1": 0.1,
-            "beta": 0.1,
-            "batch_size": 2048,
-        },
-        requires=frozenset({"explainer"}),
-        directions={
-            "completeness": "higher",
-            "soundness": "higher",
-            "soundness_worst": "higher",
-            "insertion_auc_predicted": "higher",
-        },
+def specs() -> list[EvaluatorSpec]:
+    """The ``completeness-soundness`` evaluator; its parameters are the factory's."""
+    description = (
+        "Completeness and soundness of saliency maps by the insertion game "
+        "(Gupta & Arora et al. 2022)"
     )
+    metrics = ("completeness", "soundness", "soundness_worst", "insertion_auc_predicted")
+    directions: dict[str, Direction] = dict.fromkeys(metrics, "higher")
+    factory = evaluate_completeness_soundness
+    return [evaluator_spec("completeness-soundness", factory, description, directions)]

@@ -17,16 +17,23 @@ are those of ``sanity-model`` (``plugins.evaluators.similarity``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import PositiveInt
 
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.evaluators.model_randomisation import explain_targets as _targets
-from plugins.evaluators.predictions import predict_logits
-from plugins.evaluators.similarity import MEASURES, similarity
+from benchmark.kit.evaluation import (
+    Target,
+    check_target,
+    predict_logits,
+    require_explainer,
+    resolve_target,
+)
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.similarity import MEASURES, Measure, check_measures, similarity
 
 PERMUTATION_SEED = 4242
 """Fixed seed of the label permutation (the same randomised model for every explainer)."""
@@ -40,32 +47,27 @@ def permuted_labels(y: torch.Tensor, seed: int = PERMUTATION_SEED) -> torch.Tens
 
 def evaluate_data_randomisation(
     context: EvaluationContext,
-    n_images: int = 256,
-    target: str = "prediction",
-    measures: Sequence[str] = MEASURES,
-    verdict_measure: str = "spearman",
+    n_images: PositiveInt = 256,
+    target: Target = "prediction",
+    measures: Sequence[Measure] = MEASURES,
+    verdict_measure: Measure = "spearman",
     threshold: float = 0.5,
 ) -> Evaluation:
     """Per-image similarity between the original model's maps and the permuted-label model's.
 
     ``verdict`` is 1 (pass) when the mean ``verdict_measure`` is below ``threshold``.
     """
-    if context.explain is None:
-        raise ValueError("sanity-data needs an explainer")
-    unknown = [m for m in measures if m not in MEASURES]
-    if unknown or verdict_measure not in measures:
-        raise ValueError(
-            f"measures must come from {', '.join(MEASURES)} and include verdict_measure "
-            f"{verdict_measure!r}; got {list(measures)}"
-        )
+    explain = require_explainer(context, "sanity-data")
+    check_measures(measures, verdict_measure)
+    check_target(target)
     train = context.dataset.train
     shuffled = dataclasses.replace(train, y=permuted_labels(train.y))
     randomised = context.train(shuffled, seed=context.seed).eval()
     fit = float((predict_logits(randomised, shuffled.x).argmax(1) == shuffled.y).double().mean())
     test = context.dataset.test
     x, y = test.x[:n_images], test.y[:n_images]
-    original = context.explain(context.model, x, _targets(context.model, x, y, target))
-    maps = context.explain(randomised, x, _targets(randomised, x, y, target))
+    original = explain(context.model, x, resolve_target(context.model, x, y, target))
+    maps = explain(randomised, x, resolve_target(randomised, x, y, target))
     scores = {m: similarity(m, original, maps) for m in measures}
     metrics = {m: float(np.mean(scores[m])) for m in measures}
     metrics["randomised_train_accuracy"] = fit
@@ -78,29 +80,20 @@ def evaluate_data_randomisation(
     return Evaluation(metrics, arrays)
 
 
-def one_retrain(params: dict) -> int:
+def one_retrain(params: Mapping[str, Any]) -> int:
     """The permuted-label model (shared by every explainer of a suite through the cache)."""
     return 1
 
 
-def spec() -> EvaluatorSpec:
-    """The ``sanity-data`` evaluator spec."""
-    directions = {m: "lower" for m in MEASURES}
+def specs() -> list[EvaluatorSpec]:
+    """The ``sanity-data`` evaluator; its parameters are the factory's."""
+    directions: dict[str, Direction] = {m: "lower" for m in MEASURES}
     directions |= {"verdict": "higher", "randomised_train_accuracy": "higher"}
-    return EvaluatorSpec(
-        name="sanity-data",
-        factory=evaluate_data_randomisation,
-        version="1",
-        description="Data randomisation (Adebayo et al. 2018): similarity of maps of the model "
-        "and of the same model retrained on permuted labels",
-        params={
-            "n_images": 256,
-            "target": "prediction",
-            "measures": list(MEASURES),
-            "verdict_measure": "spearman",
-            "threshold": 0.5,
-        },
-        requires=frozenset({"explainer"}),
-        retrains=one_retrain,
-        directions=directions,
+    description = (
+        "Data randomisation (Adebayo et al. 2018): similarity of maps of the model and of the "
+        "same model retrained on permuted labels"
     )
+    spec = evaluator_spec(
+        "sanity-data", evaluate_data_randomisation, description, directions, retrains=one_retrain
+    )
+    return [spec]

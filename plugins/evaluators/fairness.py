@@ -77,20 +77,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
 from benchmark.kit.devices import as_numpy
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from benchmark.kit.evaluation import predict_logits
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIRECTIONS
 from plugins.evaluators.classification import classification_metrics
-from plugins.evaluators.predictions import predict_logits
+from plugins.evaluators.declaring import evaluator_spec
 
 MAX_HEADS = 16
 """Heads whose metrics get a direction (a leaderboard ranks ``head{i}_*`` for i below it)."""
 ROC_POINTS = 101
 """ROC curves are stored as TPR at this many equally spaced FPR values in [0, 1]."""
 
-DIRECTIONS: dict[str, str] = {
+DIRECTIONS: dict[str, Direction] = {
     **CLASSIFICATION_DIRECTIONS,
     "degree_of_bias": "lower",
     "precision_std": "lower",
@@ -111,7 +113,7 @@ for _i in range(MAX_HEADS):
         DIRECTIONS[f"head{_i}_{_m}"] = "higher"
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Element-wise ``numerator / denominator``, NaN where the denominator is 0."""
     out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
     np.divide(numerator, denominator, out=out, where=denominator > 0)
@@ -146,7 +148,7 @@ class Cells:
         """``(K, G)`` correctly classified images per cell."""
         self.predicted = table(pred * g + group)
         """``(K, G)`` images of group ``a`` predicted as class ``c``."""
-        self.accuracy = _ratio(self.hits, self.counts)
+        self.accuracy = ratio(self.hits, self.counts)
         """``(K, G)`` cell accuracy, NaN for an empty cell."""
 
     def robustness(self, aligned: np.ndarray | None) -> dict[str, float]:
@@ -234,12 +236,12 @@ def fairness_metrics(
     # Selection rates P(yhat = c | a): disparate impact and demographic parity.
     selection = cells.predicted / group_counts
     top, bottom = selection.max(axis=1), selection.min(axis=1)
-    di = np.where(present, _ratio(100.0 * bottom, top), np.nan)
+    di = np.where(present, ratio(100.0 * bottom, top), np.nan)
     dp = np.where(present, top - bottom, np.nan)
     # Equalized odds, one-vs-rest: TPR_c(a) is the accuracy of cell (c, a); FPR_c(a) counts
     # the images of group a predicted c among those whose class is not c.
     tpr = cells.accuracy
-    fpr = _ratio(cells.predicted - cells.hits, group_counts - cells.counts)
+    fpr = ratio(cells.predicted - cells.hits, group_counts - cells.counts)
     eo = np.where(present, np.fmax(_spread(tpr), _spread(fpr)), np.nan)
     for name, per_class in (("di", di), ("dp_difference", dp), ("eo_difference", eo)):
         defined = per_class[~np.isnan(per_class)]
@@ -307,7 +309,7 @@ def head_metrics(
 
 
 def evaluate_fairness(
-    context: EvaluationContext, ddof: int = 0, batch_size: int = 512
+    context: EvaluationContext, ddof: NonNegativeInt = 0, batch_size: PositiveInt = 512
 ) -> Evaluation:
     """Score ``context.model`` (and each head of a multi-head model) on the test split."""
     test = context.dataset.test
@@ -333,111 +335,21 @@ def evaluate_fairness(
     return evaluation
 
 
-def _mean_curve(curves: list[list[float] | None]) -> np.ndarray | None:
-    defined = [np.asarray(c, dtype=float) for c in curves if c is not None]
-    return np.mean(defined, axis=0) if defined else None
+def specs() -> list[EvaluatorSpec]:
+    """The ``fairness`` evaluator (it needs the dataset's groups); its parameters are
+    ``evaluate_fairness``'s."""
+    from plugins.evaluators.fairness_figures import plot_fairness  # which imports this module
 
-
-def _seed_average(arrays: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Row-normalised confusion matrix (counts summed over seeds) and the mean accuracy of each
-    (class, group) cell over the seeds where the cell is non-empty (NaN where it never is)."""
-    counts = np.sum([np.asarray(a["confusion_matrix"], dtype=float) for a in arrays], axis=0)
-    normalised = _ratio(counts, counts.sum(axis=1, keepdims=True))
-    stacked = np.asarray(
-        [[[np.nan if v is None else v for v in r] for r in a["cell_accuracy"]] for a in arrays],
-        dtype=float,
+    description = (
+        "accuracy, macro P/R/F1/AUROC, degree of bias, class-wise DI, worst-group, adjusted, "
+        "bias-aligned/conflicting/unbiased accuracy, DP/EO differences (test split)"
     )
-    filled = ~np.isnan(stacked)
-    cell = _ratio(np.where(filled, stacked, 0.0).sum(axis=0), filled.sum(axis=0))
-    return normalised, cell
-
-
-def plot_fairness(results: Any) -> dict[str, Any]:
-    """Per (dataset, model), two figures that compare every debiaser at a glance:
-
-    * ``confusion-<dataset>-<model>``: one row per debiaser, the row-normalised confusion matrix
-      (counts summed over seeds, i.e. the seed average) beside the mean accuracy of each
-      (class, group) cell: on colored-mnist a biased model is bright on the diagonal cells
-      (bias-aligned) and dark elsewhere;
-    * ``roc-<dataset>-<model>``: one panel per debiaser, the one-vs-rest ROC curve of every class
-      (TPR averaged over seeds on the stored FPR grid).
-
-    One figure per (dataset, model) rather than per debiaser keeps a full leaderboard at a few
-    dozen files. Debiasers appear in the order of the stored rows (the suite's order).
-    """
-    import matplotlib.pyplot as plt
-
-    figures: dict[str, Any] = {}
-    for (dataset, model), rows in results.groupby(["dataset", "model"], sort=False):
-        debiasers = list(dict.fromkeys(rows["debiaser"]))
-        per_debiaser = {d: list(rows.loc[rows["debiaser"] == d, "arrays"]) for d in debiasers}
-        n = len(debiasers)
-
-        figure, axes = plt.subplots(
-            n, 2, figsize=(7.5, 3.2 * n + 0.6), squeeze=False, layout="constrained"
-        )
-        for r, debiaser in enumerate(debiasers):
-            arrays = per_debiaser[debiaser]
-            normalised, cell = _seed_average(arrays)
-            left, right = axes[r]
-            left.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-            right.imshow(np.ma.masked_invalid(cell), cmap="viridis", vmin=0, vmax=1)
-            ticks = range(len(normalised))
-            for axis in (left, right):
-                axis.set_yticks(ticks, [str(t) for t in ticks], fontsize=6)
-                axis.set_ylabel(f"{debiaser}\ntrue class", fontsize=8)
-            left.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
-            group_values = arrays[0]["group_values"]
-            right.set_xticks(range(len(group_values)), [str(v) for v in group_values], fontsize=6)
-            if r == 0:
-                left.set_title("confusion matrix (row-normalised)", fontsize=8)
-                right.set_title("accuracy per (class, group) cell; blank = empty", fontsize=8)
-            if r == n - 1:
-                left.set_xlabel("predicted class", fontsize=8)
-                right.set_xlabel("group (Split.groups)", fontsize=8)
-        figure.suptitle(f"Fairness: {dataset} / {model} (seed average)", fontsize=10)
-        figures[f"confusion-{dataset}-{model}"] = figure
-
-        columns = min(n, 4)
-        roc, axes = plt.subplots(
-            -(-n // columns),
-            columns,
-            figsize=(3.4 * columns, 3.2 * -(-n // columns) + 0.6),
-            squeeze=False,
-            layout="constrained",
-        )
-        colours = plt.get_cmap("tab10")
-        for axis, debiaser in zip(axes.flat, debiasers, strict=False):
-            arrays = per_debiaser[debiaser]
-            grid = np.asarray(arrays[0]["roc_fpr"])
-            for c in range(len(arrays[0]["roc_tpr"])):
-                mean = _mean_curve([a["roc_tpr"][c] for a in arrays])
-                if mean is not None:
-                    axis.step(grid, mean, where="post", color=colours(c % 10), linewidth=1)
-            axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
-            auroc = [v for a in arrays for v in a["auroc"] if v is not None]
-            axis.set_title(f"{debiaser} (mean AUROC {np.mean(auroc):.3f})", fontsize=8)
-            axis.tick_params(labelsize=6)
-            axis.grid(alpha=0.3)
-        for axis in list(axes.flat)[n:]:
-            axis.set_visible(False)
-        roc.supxlabel("false positive rate", fontsize=8)
-        roc.supylabel("true positive rate (one line per class)", fontsize=8)
-        roc.suptitle(f"One-vs-rest ROC: {dataset} / {model} (seed average)", fontsize=10)
-        figures[f"roc-{dataset}-{model}"] = roc
-    return figures
-
-
-def spec() -> EvaluatorSpec:
-    """The ``fairness`` evaluator spec."""
-    return EvaluatorSpec(
-        name="fairness",
-        factory=evaluate_fairness,
-        version="1",
-        description="accuracy, macro P/R/F1/AUROC, degree of bias, class-wise DI, worst-group, "
-        "adjusted, bias-aligned/conflicting/unbiased accuracy, DP/EO differences (test split)",
-        params={"ddof": 0, "batch_size": 512},
+    spec = evaluator_spec(
+        "fairness",
+        evaluate_fairness,
+        description,
+        DIRECTIONS,
         requires=frozenset({"groups"}),
-        directions=DIRECTIONS,
         figures=plot_fairness,
     )
+    return [spec]

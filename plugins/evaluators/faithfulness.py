@@ -3,7 +3,7 @@
 All four remove (or insert) pixels in the order an attribution map ranks them and watch the
 model's output for the target class; a faithful map makes the output change fastest. They
 run on ``perturbation.switch_curve`` (every perturbed copy built up front and scored in large
-batches, see that module for the ranking, tie and noise conventions). Reference
+batches; the ranking, tie and noise conventions are ``benchmark.kit.ranking``'s). Reference
 implementations, and the tests that hold these to them (``tests/test_perturbation_metrics.py``):
 Quantus 0.6.0 ``PixelFlipping`` and ``RegionPerturbation`` (curves equal to 1e-6), RISE
 ``evaluation.py`` (``CausalMetric``) re-run as a direct loop, and hand-computed toy models.
@@ -58,27 +58,26 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
+from benchmark.kit.evaluation import Target, evaluation_seed, explained_images
+from benchmark.kit.figures import Panel, curve_figures
+from benchmark.kit.ranking import normalised_auc, pixel_importance, positions, ranking
 from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
 from plugins.evaluators.perturbation import (
+    Baseline,
     Output,
-    Target,
     baseline_image,
-    curve_figures,
-    explained_images,
-    normalised_auc,
-    pixel_importance,
-    positions,
-    ranking,
     step_counts,
     switch_curve,
 )
 
 Mode = Literal["insertion", "deletion"]
 
-# Noise streams (see perturbation.keyed_uniform): one per evaluator, so two evaluators never
-# draw the same noise for an image by accident.
+# Noise streams (see benchmark.kit.ranking.keyed_uniform): one per evaluator, so two
+# evaluators never draw the same noise for an image by accident.
 _STREAM_PIXEL_FLIPPING = 1
 _STREAM_DELETION = 2
 _STREAM_INSERTION = 3
@@ -126,15 +125,9 @@ def insertion_deletion_curve(
     h, w = x.shape[-2:]
     position = positions(ranking(pixel_importance(attributions)))
     start, finish = (x, substrate) if mode == "deletion" else (substrate, x)
+    counts = step_counts(h * w, steps)
     return switch_curve(
-        model,
-        start,
-        finish,
-        position,
-        step_counts(h * w, steps),
-        target,
-        output="probability",
-        batch_size=batch_size,
+        model, start, finish, position, counts, target, output="probability", batch_size=batch_size
     )
 
 
@@ -200,23 +193,20 @@ def aopc(outputs: torch.Tensor) -> np.ndarray:
 # Evaluators.
 
 
-def _seed(context: EvaluationContext, seed: int | None) -> int:
-    return context.seed if seed is None else int(seed)
-
-
 def evaluate_pixel_flipping(
     context: EvaluationContext,
-    n_images: int = 256,
+    n_images: PositiveInt = 256,
     target: Target = "prediction",
-    steps: int = 28,
-    baseline: float | str = 0.0,
+    steps: PositiveInt = 28,
+    baseline: Baseline = 0.0,
     output: Output = "probability",
     seed: int | None = None,
-    batch_size: int = 1024,
+    batch_size: PositiveInt = 1024,
 ) -> Evaluation:
     """Pixel flipping (Bach et al. 2015) on the first ``n_images`` test images."""
     x, classes, attributions = explained_images(context, n_images, target, batch_size)
-    fill = baseline_image(x, baseline, seed=_seed(context, seed), stream=_STREAM_PIXEL_FLIPPING)
+    noise_seed = evaluation_seed(context, seed)
+    fill = baseline_image(x, baseline, seed=noise_seed, stream=_STREAM_PIXEL_FLIPPING)
     curve = pixel_flipping_curve(
         context.model,
         x,
@@ -237,7 +227,7 @@ def evaluate_pixel_flipping(
     return Evaluation({"auc": float(auc.mean())}, arrays)
 
 
-def _insertion_deletion(
+def insertion_deletion(
     context: EvaluationContext,
     mode: Mode,
     n_images: int,
@@ -249,13 +239,15 @@ def _insertion_deletion(
     seed: int | None,
     batch_size: int,
 ) -> Evaluation:
+    """RISE's deletion or insertion game on the first ``n_images`` test images: the curve, and
+    its normalised area per image (what ``evaluate_deletion`` and ``evaluate_insertion`` run;
+    they differ only in the direction and the default substrate)."""
     x, classes, attributions = explained_images(context, n_images, target, batch_size)
-    stream = _STREAM_DELETION if mode == "deletion" else _STREAM_INSERTION
     substrate = baseline_image(
         x,
         baseline,
-        seed=_seed(context, seed),
-        stream=stream,
+        seed=evaluation_seed(context, seed),
+        stream=_STREAM_DELETION if mode == "deletion" else _STREAM_INSERTION,
         blur_kernel=blur_kernel,
         blur_sigma=blur_sigma,
     )
@@ -281,70 +273,50 @@ def _insertion_deletion(
 
 def evaluate_deletion(
     context: EvaluationContext,
-    n_images: int = 256,
+    n_images: PositiveInt = 256,
     target: Target = "prediction",
-    steps: int = 28,
-    baseline: float | str = 0.0,
-    blur_kernel: int = 11,
-    blur_sigma: float = 5.0,
+    steps: PositiveInt = 28,
+    baseline: Baseline = 0.0,
+    blur_kernel: PositiveInt = 11,
+    blur_sigma: PositiveFloat = 5.0,
     seed: int | None = None,
-    batch_size: int = 1024,
+    batch_size: PositiveInt = 1024,
 ) -> Evaluation:
     """RISE deletion (Petsiuk et al. 2018): most relevant pixels to ``baseline`` first."""
-    return _insertion_deletion(
-        context,
-        "deletion",
-        n_images,
-        target,
-        steps,
-        baseline,
-        blur_kernel,
-        blur_sigma,
-        seed,
-        batch_size,
-    )
+    settings = (n_images, target, steps, baseline, blur_kernel, blur_sigma, seed, batch_size)
+    return insertion_deletion(context, "deletion", *settings)
 
 
 def evaluate_insertion(
     context: EvaluationContext,
-    n_images: int = 256,
+    n_images: PositiveInt = 256,
     target: Target = "prediction",
-    steps: int = 28,
-    baseline: float | str = "blur",
-    blur_kernel: int = 11,
-    blur_sigma: float = 5.0,
+    steps: PositiveInt = 28,
+    baseline: Baseline = "blur",
+    blur_kernel: PositiveInt = 11,
+    blur_sigma: PositiveFloat = 5.0,
     seed: int | None = None,
-    batch_size: int = 1024,
+    batch_size: PositiveInt = 1024,
 ) -> Evaluation:
     """RISE insertion (Petsiuk et al. 2018): most relevant pixels back into the blur first."""
-    return _insertion_deletion(
-        context,
-        "insertion",
-        n_images,
-        target,
-        steps,
-        baseline,
-        blur_kernel,
-        blur_sigma,
-        seed,
-        batch_size,
-    )
+    settings = (n_images, target, steps, baseline, blur_kernel, blur_sigma, seed, batch_size)
+    return insertion_deletion(context, "insertion", *settings)
 
 
 def evaluate_region_perturbation(
     context: EvaluationContext,
-    n_images: int = 256,
+    n_images: PositiveInt = 256,
     target: Target = "prediction",
-    patch_size: int = 4,
-    regions: int | None = None,
-    baseline: float | str = "uniform",
+    patch_size: PositiveInt = 4,
+    regions: PositiveInt | None = None,
+    baseline: Baseline = "uniform",
     output: Output = "probability",
     seed: int | None = None,
-    batch_size: int = 1024,
+    batch_size: PositiveInt = 1024,
 ) -> Evaluation:
     """Region perturbation, MoRF (Samek et al. 2017): AOPC over the first ``n_images``."""
     x, classes, attributions = explained_images(context, n_images, target, batch_size)
-    fill = baseline_image(x, baseline, seed=_seed(context, seed), stream=_STREAM_REGIONS)
+    fill = baseline_image(x, baseline, seed=evaluation_seed(context, seed), stream=_STREAM_REGIONS)
     outputs = region_perturbation_curve(
         context.model,
         x,
@@ -366,87 +338,59 @@ def evaluate_region_perturbation(
 
 
 # --------------------------------------------------------------------------------------------
-# Specs.
-
-_COMMON = {"n_images": 256, "target": "prediction", "seed": None, "batch_size": 1024}
-_BLUR = {"blur_kernel": 11, "blur_sigma": 5.0}
+# Specs: parameters and their types come from the factories' signatures.
 
 
-def _figures(title: str, x: str, y: str, x_label: str, y_label: str) -> Any:
-    """The spec's ``figures``: mean curves per explainer (``perturbation.curve_figures``); a
-    ``functools.partial`` of a module-level function, so the spec pickles (it travels to
-    worker processes)."""
-    return functools.partial(curve_figures, title=title, panels=((x, y, x_label, y_label),))
+def _figures(title: str, panel: Panel) -> Any:
+    """The mean curve per explainer (``benchmark.kit.figures.curve_figures``); a partial of a
+    module-level function, so the spec pickles and travels to worker processes."""
+    return functools.partial(curve_figures, title=title, panels=(panel,))
 
 
 def specs() -> list[EvaluatorSpec]:
-    """The ``pixel-flipping``, ``deletion``, ``insertion`` and ``region-perturbation`` specs."""
-    needs = frozenset({"explainer"})
+    """The ``pixel-flipping``, ``deletion``, ``insertion`` and ``region-perturbation``
+    evaluators; their parameters are the factories'."""
     return [
-        EvaluatorSpec(
-            name="pixel-flipping",
-            factory=evaluate_pixel_flipping,
-            version="1",
-            description="Pixel flipping (Bach et al. 2015): target output as the most relevant "
-            "pixels turn black, area under the curve",
-            params={**_COMMON, "steps": 28, "baseline": 0.0, "output": "probability"},
-            requires=needs,
-            directions={"auc": "lower"},
+        evaluator_spec(
+            "pixel-flipping",
+            evaluate_pixel_flipping,
+            "Pixel flipping (Bach et al. 2015): target output as the most relevant pixels turn "
+            "black, area under the curve",
+            {"auc": "lower"},
             figures=_figures(
                 "Pixel flipping",
-                "fractions",
-                "curve",
-                "fraction of pixels flipped",
-                "target output",
+                ("fractions", "curve", "fraction of pixels flipped", "target output"),
             ),
         ),
-        EvaluatorSpec(
-            name="deletion",
-            factory=evaluate_deletion,
-            version="1",
-            description="RISE deletion (Petsiuk et al. 2018): target probability as the most "
-            "relevant pixels are deleted, normalised AUC",
-            params={**_COMMON, "steps": 28, "baseline": 0.0, **_BLUR},
-            requires=needs,
-            directions={"auc": "lower"},
+        evaluator_spec(
+            "deletion",
+            evaluate_deletion,
+            "RISE deletion (Petsiuk et al. 2018): target probability as the most relevant "
+            "pixels are deleted, normalised AUC",
+            {"auc": "lower"},
             figures=_figures(
-                "Deletion", "fractions", "curve", "fraction of pixels deleted", "probability"
+                "Deletion", ("fractions", "curve", "fraction of pixels deleted", "probability")
             ),
         ),
-        EvaluatorSpec(
-            name="insertion",
-            factory=evaluate_insertion,
-            version="1",
-            description="RISE insertion (Petsiuk et al. 2018): target probability as the most "
-            "relevant pixels return to a blurred image, normalised AUC",
-            params={**_COMMON, "steps": 28, "baseline": "blur", **_BLUR},
-            requires=needs,
-            directions={"auc": "higher"},
+        evaluator_spec(
+            "insertion",
+            evaluate_insertion,
+            "RISE insertion (Petsiuk et al. 2018): target probability as the most relevant "
+            "pixels return to a blurred image, normalised AUC",
+            {"auc": "higher"},
             figures=_figures(
-                "Insertion", "fractions", "curve", "fraction of pixels inserted", "probability"
+                "Insertion", ("fractions", "curve", "fraction of pixels inserted", "probability")
             ),
         ),
-        EvaluatorSpec(
-            name="region-perturbation",
-            factory=evaluate_region_perturbation,
-            version="1",
-            description="Region perturbation, MoRF (Samek et al. 2017): AOPC as the most "
-            "relevant patches become uniform noise",
-            params={
-                **_COMMON,
-                "patch_size": 4,
-                "regions": None,
-                "baseline": "uniform",
-                "output": "probability",
-            },
-            requires=needs,
-            directions={"aopc": "higher"},
+        evaluator_spec(
+            "region-perturbation",
+            evaluate_region_perturbation,
+            "Region perturbation, MoRF (Samek et al. 2017): AOPC as the most relevant patches "
+            "become uniform noise",
+            {"aopc": "higher"},
             figures=_figures(
                 "Region perturbation (MoRF)",
-                "regions_removed",
-                "drop_curve",
-                "regions removed",
-                "f(x) - f(x_k)",
+                ("regions_removed", "drop_curve", "regions removed", "f(x) - f(x_k)"),
             ),
         ),
     ]

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import PositiveInt
 from torch import nn
 
 from benchmark.kit.devices import initialise_on_cpu
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.evaluators.predictions import predict_logits
-from plugins.evaluators.similarity import MEASURES, similarity
+from benchmark.kit.evaluation import Target, check_target, require_explainer, resolve_target
+from benchmark.kit.figures import combinations, legend_outside, mean_curve, stem
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.similarity import MEASURES, Measure, check_measures, similarity
 
 MAX_LAYERS = 64
 """Per-layer metrics are named by depth from the logits (``spearman_cascade_1``: only the top
@@ -57,23 +60,16 @@ def reinitialise(model: nn.Module, name: str, seed: int) -> None:
     initialise_on_cpu(model.get_submodule(name), seed, lambda layer: layer.reset_parameters())
 
 
-def explain_targets(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: str
-) -> torch.Tensor:
-    if target == "label":
-        return y
-    if target == "prediction":
-        return predict_logits(model, x).argmax(1)
-    raise ValueError(f"target must be prediction or label, got {target!r}")
+Mode = Literal["cascading", "independent"]
 
 
 def evaluate_model_randomisation(
     context: EvaluationContext,
-    n_images: int = 256,
-    target: str = "prediction",
-    measures: Sequence[str] = MEASURES,
-    modes: Sequence[str] = ("cascading", "independent"),
-    verdict_measure: str = "spearman",
+    n_images: PositiveInt = 256,
+    target: Target = "prediction",
+    measures: Sequence[Measure] = MEASURES,
+    modes: Sequence[Mode] = ("cascading", "independent"),
+    verdict_measure: Measure = "spearman",
     threshold: float = 0.5,
     seed: int = 0,
 ) -> Evaluation:
@@ -85,26 +81,21 @@ def evaluate_model_randomisation(
     digit's outline (input x gradient on MNIST keeps 0.99) correlates through the input alone,
     which Adebayo et al. (sec. 3, "absolute values") warn makes the absolute variant lenient.
     """
-    if context.explain is None:
-        raise ValueError("sanity-model needs an explainer")
-    unknown = [m for m in measures if m not in MEASURES]
-    if unknown or verdict_measure not in measures:
-        raise ValueError(
-            f"measures must come from {', '.join(MEASURES)} and include verdict_measure "
-            f"{verdict_measure!r}; got {list(measures)}"
-        )
+    explain = require_explainer(context, "sanity-model")
+    check_measures(measures, verdict_measure)
     if not set(modes) <= {"cascading", "independent"} or "cascading" not in modes:
         raise ValueError(f"modes must include cascading (and may add independent), got {modes}")
+    check_target(target)
     test = context.dataset.test
     x, y = test.x[:n_images], test.y[:n_images]
     original = context.model.eval()
     layers = randomisable_layers(original)
     if not layers:
         raise ValueError("the model has no layers with reset_parameters() to randomise")
-    reference = context.explain(original, x, explain_targets(original, x, y, target))
+    reference = explain(original, x, resolve_target(original, x, y, target))
 
     def compare(model: nn.Module) -> tuple[dict[str, np.ndarray], torch.Tensor]:
-        maps = context.explain(model, x, explain_targets(model, x, y, target))
+        maps = explain(model, x, resolve_target(model, x, y, target))
         return {m: similarity(m, reference, maps) for m in measures}, maps
 
     top_down = list(reversed(layers))
@@ -161,7 +152,7 @@ def plot_randomisation(results: Any) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
     figures: dict[str, Any] = {}
-    for (dataset, model, debiaser), rows in results.groupby(["dataset", "model", "debiaser"]):
+    for labels, rows in combinations(results):
         first = rows.sort_values("seed").groupby("explainer").head(1).sort_values("explainer")
         layers = first["arrays"].iloc[0]["layers"]
         grid, axes = plt.subplots(
@@ -182,26 +173,26 @@ def plot_randomisation(results: Any) -> dict[str, Any]:
                         "original" if c == 0 else f"-> {layers[c - 1]}", fontsize=6
                     )
             axes[r, 0].set_ylabel(row["explainer"], fontsize=7)
-        grid.suptitle(f"Cascading randomisation: {dataset} / {model} / {debiaser}", fontsize=9)
-        figures[f"cascade-{dataset}-{model}-{debiaser}"] = grid
+        grid.suptitle(f"Cascading randomisation: {' / '.join(labels)}", fontsize=9)
+        figures[stem("cascade", labels)] = grid
 
         curve, axis = plt.subplots(figsize=(6.5, 4))
         for explainer, runs in rows.groupby("explainer"):
-            values = np.mean(
-                [a["curves"]["cascading"]["spearman_abs"] for a in runs["arrays"]], axis=0
-            )
+            cascades = [a["curves"]["cascading"] for a in runs["arrays"]]
+            values = mean_curve(cascades, "spearman_abs")
             axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=explainer)
         axis.set_xticks(range(1, len(layers) + 1), layers, rotation=45, fontsize=7)
         axis.set_ylabel("Spearman |attribution| vs original")
         axis.set_xlabel("randomised down to layer (cascading)")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        figures[f"similarity-{dataset}-{model}-{debiaser}"] = curve
+        legend_outside(axis, fontsize=6)
+        figures[stem("similarity", labels)] = curve
     return figures
 
 
-def _directions() -> dict[str, str]:
-    directions = {"verdict": "higher"}
+def _directions() -> dict[str, Direction]:
+    """Every metric's direction, per-layer ones up to ``MAX_LAYERS`` deep."""
+    directions: dict[str, Direction] = {"verdict": "higher"}
     for m in MEASURES:
         for suffix in ("top", "full", "cascade_mean", "independent_mean"):
             directions[f"{m}_{suffix}"] = "lower"  # similar after randomisation = insensitive
@@ -211,24 +202,17 @@ def _directions() -> dict[str, str]:
     return directions
 
 
-def spec() -> EvaluatorSpec:
-    """The ``sanity-model`` evaluator spec."""
-    return EvaluatorSpec(
-        name="sanity-model",
-        factory=evaluate_model_randomisation,
-        version="1",
-        description="Model-parameter randomisation (Adebayo et al. 2018), cascading and "
-        "independent: similarity of maps before/after re-initialising layers",
-        params={
-            "n_images": 256,
-            "target": "prediction",
-            "measures": list(MEASURES),
-            "modes": ["cascading", "independent"],
-            "verdict_measure": "spearman",
-            "threshold": 0.5,
-            "seed": 0,
-        },
-        requires=frozenset({"explainer"}),
-        directions=_directions(),
+def specs() -> list[EvaluatorSpec]:
+    """The ``sanity-model`` evaluator; its parameters are the factory's."""
+    description = (
+        "Model-parameter randomisation (Adebayo et al. 2018), cascading and independent: "
+        "similarity of maps before/after re-initialising layers"
+    )
+    spec = evaluator_spec(
+        "sanity-model",
+        evaluate_model_randomisation,
+        description,
+        _directions(),
         figures=plot_randomisation,
     )
+    return [spec]

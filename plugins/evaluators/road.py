@@ -24,8 +24,9 @@ ours at ``100 - p``). Per image and point: whether the model still predicts the 
 (accuracy) and the target's softmax probability. Areas are the trapezoid over ``p / 100``
 divided by the span (the curve's mean height): ``morf_auc`` (lower is better), ``lerf_auc``
 (higher), ``lerf_minus_morf`` (higher: the gap the paper reads as faithfulness), and the same
-three on probabilities (``*_prob_*``). Ranking and ties as in ``perturbation.py``; the
-reference breaks ties by a fixed 1e-4 random perturbation of the map.
+three on probabilities (``*_prob_*``). Ranking and ties are ``benchmark.kit.ranking``'s (the
+faithfulness metrics' tie seed); the reference breaks ties by a fixed 1e-4 random perturbation
+of the map.
 
 Solver. The system is symmetric positive definite (a weighted graph Laplacian restricted to
 the removed pixels; every connected removed region touches a kept pixel when ``p < 100``), so
@@ -36,8 +37,8 @@ whole batches in float64, and each system stops on its own once
 ``||b - A u||_2 <= cg_tol * ||b||_2`` (default ``1e-8``; against a direct ``scipy.sparse``
 ``spsolve`` the imputed pixels then differ by less than 1e-6, ``tests/test_road.py``). A
 system that has converged leaves the batch, so its result does not depend on its neighbours
-in the batch. Noise is keyed per image (``perturbation.keyed_normal``), one stream per order
-and percentage.
+in the batch. Noise is keyed per image (``benchmark.kit.ranking.keyed_normal``), one stream
+per order and percentage.
 
 Reference implementations: tleemann/road_evaluation ``road/imputations.py``
 (``NoisyLinearImputer``: one ``scipy.sparse`` ``spsolve`` per image), and Quantus 0.6.0
@@ -65,19 +66,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.evaluators.perturbation import (
-    Target,
-    curve_figures,
-    evaluating,
-    explained_images,
+from benchmark.kit.evaluation import Target, evaluating, evaluation_seed, explained_images
+from benchmark.kit.figures import curve_figures
+from benchmark.kit.ranking import (
     image_keys,
     keyed_normal,
     normalised_auc,
@@ -85,6 +84,8 @@ from plugins.evaluators.perturbation import (
     positions,
     ranking,
 )
+from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators.declaring import evaluator_spec
 
 PERCENTAGES = tuple(range(10, 100, 10))
 """The paper's default grid of removed percentages."""
@@ -283,16 +284,16 @@ def step_ids(percentages: torch.Tensor) -> np.ndarray:
 
 def evaluate_road(
     context: EvaluationContext,
-    n_images: int = 256,
+    n_images: PositiveInt = 256,
     target: Target = "prediction",
-    percentages: Sequence[float] = PERCENTAGES,
-    noise: float = 0.01,
-    cg_tol: float = 1e-8,
+    percentages: Sequence[Annotated[float, Field(ge=0, lt=100)]] = PERCENTAGES,
+    noise: NonNegativeFloat = 0.01,
+    cg_tol: PositiveFloat = 1e-8,
     seed: int | None = None,
-    batch_size: int = 1024,
+    batch_size: PositiveInt = 1024,
 ) -> Evaluation:
     """ROAD MoRF and LeRF curves with noisy linear imputation on the first ``n_images``."""
-    x, classes, attributions = explained_images(context, n_images, target, batch_size)
+    x, classes, attributions = explained_images(context, n_images, target, batch_size, "road")
     correct, probability = road_curves(
         context.model,
         x,
@@ -300,7 +301,7 @@ def evaluate_road(
         classes,
         percentages=percentages,
         noise=noise,
-        seed=context.seed if seed is None else int(seed),
+        seed=evaluation_seed(context, seed),
         cg_tol=cg_tol,
         batch_size=batch_size,
     )
@@ -324,7 +325,8 @@ FIGURE_PANELS = (
     ("percentages", "morf_accuracy", "% removed, most relevant first", "accuracy"),
     ("percentages", "lerf_accuracy", "% removed, least relevant first", "accuracy"),
 )
-"""The leaderboard figure's panels (``perturbation.curve_figures``): the two accuracy curves."""
+"""The leaderboard figure's panels (``benchmark.kit.figures.curve_figures``): the two accuracy
+curves."""
 
 DIRECTIONS = {
     "morf_auc": "lower",
@@ -336,24 +338,11 @@ DIRECTIONS = {
 }
 
 
-def spec() -> EvaluatorSpec:
-    """The ``road`` evaluator spec."""
-    return EvaluatorSpec(
-        name="road",
-        factory=evaluate_road,
-        version="1",
-        description="ROAD (Rong et al. 2022): MoRF / LeRF accuracy and probability with noisy "
-        "linear imputation, no retraining",
-        params={
-            "n_images": 256,
-            "target": "prediction",
-            "percentages": list(PERCENTAGES),
-            "noise": 0.01,
-            "cg_tol": 1e-8,
-            "seed": None,
-            "batch_size": 1024,
-        },
-        requires=frozenset({"explainer"}),
-        directions=DIRECTIONS,
-        figures=functools.partial(curve_figures, title="ROAD", panels=FIGURE_PANELS),
+def specs() -> list[EvaluatorSpec]:
+    """The ``road`` evaluator; its parameters are ``evaluate_road``'s."""
+    description = (
+        "ROAD (Rong et al. 2022): MoRF / LeRF accuracy and probability with noisy linear "
+        "imputation, no retraining"
     )
+    figures = functools.partial(curve_figures, title="ROAD", panels=FIGURE_PANELS)
+    return [evaluator_spec("road", evaluate_road, description, DIRECTIONS, figures=figures)]

@@ -10,7 +10,8 @@ removes the distribution shift, so a drop in accuracy means information was remo
   attribution summed over channels by default (``aggregate``), all channels of a chosen pixel
   are replaced. Ties (a Grad-CAM map that is zero over a whole region, a saturated map) are
   broken by one fixed random priority of pixel positions, the same for every image and every
-  explainer, so no method gains or loses by the order its ties happen to fall in.
+  explainer, so no method gains or loses by the order its ties happen to fall in
+  (``benchmark.kit.ranking.ranking`` with this module's ``TIE_SEED``).
 * ROAR replaces the top ``t`` % of pixels, KAR the bottom ``t`` % (it keeps the most
   important ones), for ``t`` in ``thresholds`` (10, 30, 50, 70, 90 as in the paper), with the
   per-channel mean of the unmodified training set, in both the training and the test split.
@@ -27,52 +28,47 @@ removes the distribution shift, so a drop in accuracy means information was remo
   (ROAR: lower than random; KAR: higher). ``verdict`` is 1 when ``p < alpha``.
 
 The area under the curve is the trapezoid over the removed fraction, divided by the span of
-the thresholds, so it is the curve's mean accuracy (comparable across threshold sets).
+the thresholds, so it is the curve's mean accuracy (comparable across threshold sets;
+``benchmark.kit.ranking.normalised_auc``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from scipy import stats
 
-from benchmark.specs import Evaluation, EvaluationContext, EvaluatorSpec, Split
-from plugins.evaluators.predictions import predict_logits
+from benchmark.kit.evaluation import (
+    Target,
+    check_target,
+    predict_logits,
+    require_explainer,
+    resolve_target,
+)
+from benchmark.kit.figures import curve_figures
+from benchmark.kit.ranking import Aggregate, normalised_auc, pixel_importance, ranking
+from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec, Split
+from plugins.evaluators.declaring import evaluator_spec
 
 Mode = Literal["roar", "kar"]
 TIE_SEED = 20190101
-"""Seed of the fixed pixel priority that breaks ties in every ranking."""
+"""Seed of the fixed pixel priority that breaks ties in every ROAR / KAR ranking (the
+faithfulness metrics use ``benchmark.kit.ranking.TIE_SEED``: each keeps its stored numbers)."""
 RANDOM_RANKING_SEED = 7919
 """Seed of the random baseline's rankings (shared by all explainers, so cached once)."""
 
 
-def heatmap(attributions: torch.Tensor, aggregate: str = "square") -> torch.Tensor:
-    """``(N, C, H, W)`` attributions -> ``(N, H, W)`` pixel importance."""
-    if aggregate == "square":
-        return attributions.double().pow(2).sum(1)
-    if aggregate == "abs":
-        return attributions.double().abs().sum(1)
-    if aggregate == "signed":
-        return attributions.double().sum(1)
-    raise ValueError(f"aggregate must be square, abs or signed, got {aggregate!r}")
-
-
-def removal_order(importance: torch.Tensor) -> torch.Tensor:
-    """``(N, H, W)`` importance -> ``(N, H*W)`` pixel indices, most important first.
-
-    Ties keep the fixed random priority of ``TIE_SEED``: the flattened maps are permuted by it,
-    sorted stably, and mapped back.
-    """
-    n, h, w = importance.shape
-    priority = torch.randperm(h * w, generator=torch.Generator().manual_seed(TIE_SEED))
-    priority = priority.to(importance.device)  # drawn on the CPU: the same on every device
-    permuted = importance.reshape(n, h * w)[:, priority]
-    return priority[torch.argsort(permuted, dim=1, descending=True, stable=True)]
+def removal_order(attributions: torch.Tensor, aggregate: Aggregate = "square") -> torch.Tensor:
+    """``(N, C, H, W)`` attributions -> ``(N, H*W)`` pixel indices, most important first: the
+    importance aggregated over channels (``aggregate``), ties by the fixed priority of
+    ``TIE_SEED``."""
+    return ranking(pixel_importance(attributions, aggregate), tie_seed=TIE_SEED)
 
 
 def random_order(n: int, h: int, w: int, seed: int = RANDOM_RANKING_SEED) -> torch.Tensor:
@@ -95,16 +91,6 @@ def replace_pixels(
     return torch.where(mask, fill.view(1, c, 1, 1).to(device=x.device, dtype=x.dtype), x)
 
 
-def curve_area(fractions: Sequence[float], accuracy: np.ndarray) -> np.ndarray:
-    """Trapezoid area under accuracy (last axis) over ``fractions``, divided by their span."""
-    fractions = np.asarray(fractions, dtype=float)
-    if len(fractions) == 1:
-        return accuracy[..., 0]
-    widths = np.diff(fractions)
-    area = ((accuracy[..., 1:] + accuracy[..., :-1]) / 2 * widths).sum(-1)
-    return area / (fractions[-1] - fractions[0])
-
-
 def paired_p_value(method: np.ndarray, baseline: np.ndarray, alternative: str) -> float:
     """One-sided paired t-test p-value of ``method`` vs ``baseline`` (``less``/``greater``).
 
@@ -123,30 +109,24 @@ def _accuracy(model: torch.nn.Module, split: Split) -> float:
     return float((logits.argmax(1) == split.y).double().mean())
 
 
-def _targets(context: EvaluationContext, split: Split, target: str) -> torch.Tensor:
-    if target == "label":
-        return split.y
-    if target == "prediction":
-        return predict_logits(context.model, split.x).argmax(1)
-    raise ValueError(f"target must be label or prediction, got {target!r}")
-
-
 def remove_and_retrain(
     context: EvaluationContext,
+    *,
     mode: Mode,
-    thresholds: Sequence[float] = (10, 30, 50, 70, 90),
-    retrain_seeds: int = 3,
-    aggregate: str = "square",
-    target: str = "label",
+    thresholds: Sequence[Annotated[float, Field(gt=0, lt=100)]] = (10, 30, 50, 70, 90),
+    retrain_seeds: Annotated[int, Field(ge=2)] = 3,
+    aggregate: Aggregate = "square",
+    target: Target = "label",
     alpha: float = 0.05,
 ) -> Evaluation:
-    """Accuracy after retraining on images with ``thresholds`` % of pixels replaced."""
-    if context.explain is None:
-        raise ValueError(f"{mode} needs an explainer")
+    """Accuracy after retraining on images with ``thresholds`` % of pixels replaced (``mode``:
+    the top-ranked ones for ROAR, the bottom-ranked ones for KAR)."""
+    explain = require_explainer(context, mode)
     if not thresholds or any(not 0 < float(t) < 100 for t in thresholds):
         raise ValueError(f"thresholds must be percentages in (0, 100), got {list(thresholds)}")
     if retrain_seeds < 2:
         raise ValueError("retrain_seeds must be at least 2 for the paired test across seeds")
+    check_target(target)
     thresholds = sorted(float(t) for t in thresholds)
     data = context.dataset
     h, w = data.train.x.shape[2:]
@@ -154,8 +134,8 @@ def remove_and_retrain(
     splits = {"train": data.train, "test": data.test}
     orders = {}
     for name, split in splits.items():
-        attributions = context.explain(context.model, split.x, _targets(context, split, target))
-        orders[name] = removal_order(heatmap(attributions, aggregate))
+        classes = resolve_target(context.model, split.x, split.y, target)
+        orders[name] = removal_order(explain(context.model, split.x, classes), aggregate)
     random_orders = {
         name: random_order(len(split), h, w, RANDOM_RANKING_SEED + i)
         for i, (name, split) in enumerate(splits.items())
@@ -181,7 +161,8 @@ def remove_and_retrain(
         baseline[:, j] = retrained_accuracy(random_orders, count, from_end=False)
 
     fractions = [t / 100 for t in thresholds]
-    method_auc, baseline_auc = curve_area(fractions, method), curve_area(fractions, baseline)
+    method_auc = normalised_auc(method, fractions)
+    baseline_auc = normalised_auc(baseline, fractions)
     alternative = "less" if mode == "roar" else "greater"
     p_value = paired_p_value(method_auc, baseline_auc, alternative)
     metrics = {f"accuracy_{t:g}": float(method[:, j].mean()) for j, t in enumerate(thresholds)}
@@ -205,105 +186,64 @@ def remove_and_retrain(
     return Evaluation(metrics, arrays)
 
 
-def evaluate_roar(context: EvaluationContext, **params: Any) -> Evaluation:
-    """ROAR: remove the most important pixels; a faithful ranking makes accuracy fall fast."""
-    return remove_and_retrain(context, "roar", **params)
+evaluate_roar = functools.partial(remove_and_retrain, mode="roar")
+"""ROAR: remove the most important pixels; a faithful ranking makes accuracy fall fast."""
+evaluate_kar = functools.partial(remove_and_retrain, mode="kar")
+"""KAR: remove the least important pixels; a faithful ranking keeps accuracy high."""
 
 
-def evaluate_kar(context: EvaluationContext, **params: Any) -> Evaluation:
-    """KAR: remove the least important pixels; a faithful ranking keeps accuracy high."""
-    return remove_and_retrain(context, "kar", **params)
-
-
-def plot_curves(results: Any, mode: Mode) -> dict[str, Any]:
+def _figures(mode: Mode) -> Any:
     """Accuracy vs removed fraction per explainer (mean over seeds and retrains) against the
     random baseline, one figure per (dataset, model, debiaser)."""
-    import matplotlib.pyplot as plt
-
-    figures = {}
-    for (dataset, model, debiaser), rows in results.groupby(["dataset", "model", "debiaser"]):
-        figure, axis = plt.subplots(figsize=(7.5, 4.8))
-        colours = plt.get_cmap("tab20")
-        baseline = []
-        for i, (explainer, runs) in enumerate(sorted(rows.groupby("explainer"))):
-            curves = np.concatenate([np.asarray(a["accuracy"]) for a in runs["arrays"]])
-            baseline += [np.asarray(a["random_accuracy"]) for a in runs["arrays"]]
-            axis.plot(
-                runs["arrays"].iloc[0]["thresholds"],
-                curves.mean(0),
-                marker="o",
-                markersize=3,
-                color=colours(i % 20),
-                label=explainer,
-            )
-        thresholds = rows["arrays"].iloc[0]["thresholds"]
-        axis.plot(
-            thresholds,
-            np.concatenate(baseline).mean(0),
-            color="black",
-            linestyle="--",
-            linewidth=2,
-            label="random baseline",
-        )
-        removed = "most" if mode == "roar" else "least"
-        axis.set_xlabel(f"% of pixels removed ({removed} important first), then retrained")
-        axis.set_ylabel("test accuracy after retraining")
-        axis.set_title(f"{mode.upper()}: {dataset} / {model} / {debiaser}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        figures[f"curves-{dataset}-{model}-{debiaser}"] = figure
-    return figures
+    removed = "most" if mode == "roar" else "least"
+    panel = (
+        "thresholds",
+        "accuracy",
+        f"% of pixels removed ({removed} important first), then retrained",
+        "test accuracy after retraining",
+    )
+    return functools.partial(
+        curve_figures,
+        title=mode.upper(),
+        panels=(panel,),
+        baseline=("random_accuracy", "random baseline"),
+    )
 
 
-def _directions(mode: Mode) -> dict[str, str]:
+def _directions(mode: Mode) -> dict[str, Direction]:
     """Every metric's direction; ``accuracy_<t>`` for any whole percentage a suite may pick."""
-    better = "lower" if mode == "roar" else "higher"
-    directions = {f"accuracy_{t}": better for t in range(1, 100)}
+    better: Direction = "lower" if mode == "roar" else "higher"
+    directions: dict[str, Direction] = {f"accuracy_{t}": better for t in range(1, 100)}
     directions |= {"auc": better, "random_auc": better, "auc_vs_random": better}
     directions["auc_std"] = "lower"  # spread over retrains: smaller is a steadier estimate
     return directions | {"p_value": "lower", "verdict": "higher"}
 
 
-DEFAULTS: dict[str, Any] = {
-    "thresholds": [10, 30, 50, 70, 90],
-    "retrain_seeds": 3,
-    "aggregate": "square",
-    "target": "label",
-    "alpha": 0.05,
-}
-
-
-def retrains(params: dict[str, Any]) -> int:
+def retrains(params: Mapping[str, Any]) -> int:
     """Models one job trains: each threshold x retrain seed, for the explainer's ranking and for
     the random baseline (the baseline is shared by every explainer, so most jobs load it)."""
     return 2 * len(params["thresholds"]) * int(params["retrain_seeds"])
 
 
+DESCRIPTIONS = {
+    "roar": "RemOve And Retrain (Hooker et al. 2019): accuracy after retraining without the "
+    "top-ranked pixels, vs a random ranking",
+    "kar": "Keep And Retrain (Hooker et al. 2019): accuracy after retraining without the "
+    "bottom-ranked pixels, vs a random ranking",
+}
+FACTORIES = {"roar": evaluate_roar, "kar": evaluate_kar}
+
+
 def specs() -> list[EvaluatorSpec]:
-    """The ``roar`` and ``kar`` evaluator specs."""
-    common = {
-        "version": "1",
-        "params": DEFAULTS,
-        "requires": frozenset({"explainer"}),
-        "retrains": retrains,
-    }
+    """The ``roar`` and ``kar`` evaluators; their parameters are ``remove_and_retrain``'s."""
     return [
-        EvaluatorSpec(
-            name="roar",
-            factory=evaluate_roar,
-            description="RemOve And Retrain (Hooker et al. 2019): accuracy after retraining "
-            "without the top-ranked pixels, vs a random ranking",
-            directions=_directions("roar"),
-            figures=functools.partial(plot_curves, mode="roar"),
-            **common,
-        ),
-        EvaluatorSpec(
-            name="kar",
-            factory=evaluate_kar,
-            description="Keep And Retrain (Hooker et al. 2019): accuracy after retraining "
-            "without the bottom-ranked pixels, vs a random ranking",
-            directions=_directions("kar"),
-            figures=functools.partial(plot_curves, mode="kar"),
-            **common,
-        ),
+        evaluator_spec(
+            mode,
+            FACTORIES[mode],
+            DESCRIPTIONS[mode],
+            _directions(mode),
+            figures=_figures(mode),
+            retrains=retrains,
+        )
+        for mode in ("roar", "kar")
     ]

@@ -16,13 +16,28 @@ by summation and, for SSIM and HOG, absolute values are min-max scaled to [0, 1]
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
 import torch
 from scipy import stats
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 
-MEASURES = ("spearman_abs", "spearman", "ssim", "hog_spearman")
+Measure = Literal["spearman_abs", "spearman", "ssim", "hog_spearman"]
+MEASURES: tuple[Measure, ...] = ("spearman_abs", "spearman", "ssim", "hog_spearman")
+
+
+def check_measures(measures: Sequence[str], verdict_measure: str) -> None:
+    """Raise ``ValueError`` unless every measure is known and the verdict's is among them: the
+    sanity checks judge by one of the measures they compute."""
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown or verdict_measure not in measures:
+        raise ValueError(
+            f"measures must come from {', '.join(MEASURES)} and include verdict_measure "
+            f"{verdict_measure!r}; got {list(measures)}"
+        )
 
 
 def _maps(a: torch.Tensor) -> np.ndarray:

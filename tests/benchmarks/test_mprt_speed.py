@@ -50,14 +50,8 @@ def test_gradient_pass_limit(benchmark, setup):
 
 def test_native_mprt(benchmark, setup):
     data, model = setup
-    context = EvaluationContext(
-        dataset=data,
-        model=model,
-        model_spec=ModelSpec("seed-cnn", build_seed_cnn),
-        seed=0,
-        train=None,
-        explain=gradient,
-    )
+    spec = ModelSpec("seed-cnn", build_seed_cnn)
+    context = EvaluationContext(data, model, spec, seed=0, train=None, explain=gradient)
     result = benchmark(
         evaluate_model_randomisation,
         context,

@@ -11,10 +11,10 @@ import torch
 
 from benchmark import planner
 from benchmark import suite as suite_module
+from benchmark.kit.evaluation import predict_logits
 from benchmark.registry import Registry
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers.erm import train_erm
-from plugins.evaluators.predictions import predict_logits
 from plugins.models.seed_cnn import build_seed_cnn
 
 
