@@ -20,22 +20,19 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from rich.console import Console
 
 from benchmark import planner
 from benchmark import suite as suite_module
-from benchmark.cache import ArtifactCache
 from benchmark.kit.registration import register_specs_of
 from benchmark.registry import Registry
-from benchmark.runner import Runner
 from benchmark.specs import Dataset, EvaluationContext, ModelSpec, Split
-from benchmark.store import Store
 from plugins.datasets.mnist import load_mnist
 from plugins.evaluators import quantus as quantus_evaluator
 from plugins.evaluators.quantus import catalogue as qc
 from plugins.evaluators.quantus.evaluator import evaluate_quantus
 from plugins.models.seed_cnn import build_seed_cnn
 from tests import toy_plugin
+from tests.conftest import run_plan
 
 
 def gradient(model, x, target):
@@ -486,23 +483,10 @@ def test_a_suite_runs_quantus_metrics_through_the_runner(tmp_path):
         label: q-max-sensitivity
         params: {metric: MaxSensitivity, metric_params: {nr_samples: 2}, n_images: 16}
     seeds: [0]
-    leaderboard: {metric: q-sparseness.sparseness}
+    leaderboard: {metric: sparseness}  # one entry returns it: the bare name
     """
     plan = planner.expand(suite_module.parse(textwrap.dedent(text), "s.yaml", registry))
-
-    def run():
-        runner = Runner(
-            registry,
-            Store(tmp_path / "r.sqlite"),
-            ArtifactCache(tmp_path / "cache"),
-            show_progress=False,
-            executor="serial",
-            console=Console(quiet=True),
-        )
-        return runner.run(plan)
-
-    summary = run()
+    summary, store = run_plan(registry, tmp_path, plan)
     assert summary.failed == 0, summary.failures
-    stored = Store(tmp_path / "r.sqlite").results()
-    assert set(stored["metric"]) == {"sparseness", "max_sensitivity"}
-    assert run().ran == 0  # a rerun of the unchanged suite computes nothing
+    assert set(store.results()["metric"]) == {"sparseness", "max_sensitivity"}
+    assert run_plan(registry, tmp_path, plan)[0].ran == 0  # a rerun computes nothing
