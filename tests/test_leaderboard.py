@@ -1,5 +1,6 @@
 """Leaderboard: mean/std(ddof=1)/n over seeds, ranking by direction, failed and missing cells."""
 
+import json
 import textwrap
 
 import numpy as np
@@ -91,7 +92,8 @@ def test_markdown_and_csv_show_failed_and_missing_cells(toy_registry, tmp_path):
 
 def test_evaluator_figures_are_drawn_from_stored_arrays(toy_registry, tmp_path):
     text = SUITE.replace("[toy-accuracy, toy-explode]", "[toy-curve, toy-badfig]").replace(
-        "{metric: accuracy}", "{metric: first}"
+        "{metric: accuracy}",
+        "{metric: toy-curve.first}",  # both evaluators return 'first'
     )
     plan, store = run_suite(toy_registry, tmp_path, text=text)
     board = aggregate(plan, store)
@@ -107,12 +109,17 @@ def test_evaluator_figures_are_drawn_from_stored_arrays(toy_registry, tmp_path):
     # a broken figure hook loses its figure, not the leaderboard, and says why
     assert "plotting failed on purpose" in readme
     assert not list((target / "figures").glob("toy-badfig*"))
-    # regenerating from an unchanged store gives byte-identical figures, and no stale ones
+    # regenerating from an unchanged store gives byte-identical figures and drops a stale one
+    # an earlier write made, but never a file it did not write
+    written = json.loads((target / render.MANIFEST).read_text())
     (target / "figures" / "stale.png").write_bytes(b"old")
+    render.record_written(target, [*written, "figures/stale.png"])
+    (target / "figures" / "mine.png").write_bytes(b"the user's")
     first = png.read_bytes()
     render.write(aggregate(plan, store), tmp_path / "leaderboards")
     assert png.read_bytes() == first
     assert not (target / "figures" / "stale.png").exists()
+    assert (target / "figures" / "mine.png").read_bytes() == b"the user's"
 
 
 def test_rank_table_ranks_by_each_direction_and_states_agreement():
