@@ -70,24 +70,24 @@ def _load_registry(warn: bool = True) -> Registry:
     return registry
 
 
+FILE = click.Path(dir_okay=False, path_type=Path)
+FOLDER = click.Path(file_okay=False, path_type=Path)
 store_option = click.option(
     "--store",
     "store_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="SQLite results store [default: $BENCH_HOME/results.sqlite, BENCH_HOME=.bench].",
 )
 cache_option = click.option(
     "--cache",
     "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
+    type=FOLDER,
     help="Artifact cache directory [default: $BENCH_HOME/cache].",
 )
 out_option = click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=Path("leaderboards"),
     show_default=True,
     help="Where leaderboards are written.",
@@ -421,7 +421,7 @@ def new() -> None:
 @click.option(
     "--dir",
     "folder",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=None,
     help="Where to write the distribution [default: ./NAME].",
 )

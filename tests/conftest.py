@@ -85,6 +85,29 @@ def plugins_json(cwd: Path, site: Path, env: dict[str, str] | None = None) -> di
     return json.loads(result.stdout)
 
 
+def run_pytest(tests: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A separate pytest session over a plugin distribution's own tests, as its author runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            str(tests),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def pip_install(target: Path, *sources: Path) -> None:
     """A real ``pip install`` of local distributions into ``target`` (not editable, no
     dependencies): real dist-info and entry points, the test environment left untouched."""

@@ -5,12 +5,10 @@ entry points); the real ``bench`` CLI then runs with that directory on ``PYTHONP
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, bench, pip_install, plugins_json
+from tests.conftest import REPO, bench, pip_install, plugins_json, run_pytest
 
 SUITE = """\
 name: third-party
@@ -85,22 +83,10 @@ def test_plan_and_run_include_third_party_combinations(site, tmp_path):
 
 
 def test_the_example_distribution_passes_its_own_tests(site):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            str(REPO / "examples" / "bench-example-plugin" / "tests"),
-        ],
-        env={"PYTHONPATH": f"{site}:{REPO}", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
+    result = run_pytest(
+        REPO / "examples" / "bench-example-plugin" / "tests",
         cwd=site,
+        env={"PYTHONPATH": f"{site}:{REPO}", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout

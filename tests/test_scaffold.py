@@ -3,14 +3,12 @@ point, and its own tests (contract checks and the demo suite through the CLI) pa
 generated."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from benchmark import scaffold
 from benchmark.errors import BenchInputError
-from tests.conftest import bench, pip_install, plugins_json
+from tests.conftest import bench, pip_install, plugins_json, run_pytest
 
 
 @pytest.mark.slow
@@ -24,22 +22,7 @@ def test_a_generated_plugin_installs_loads_and_passes_its_own_tests(tmp_path):
     assert plugins["my_plugin"]["components"] == 6  # five components and the demo suite
 
     env = {**os.environ, "CI": "true", "PYTHONPATH": str(site)}
-    tests = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(tmp_path / "my-plugin"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    tests = run_pytest(tmp_path / "my-plugin", cwd=tmp_path, env=env)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "7 passed" in tests.stdout
 

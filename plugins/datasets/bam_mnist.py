@@ -224,15 +224,13 @@ def load_bam_mnist(
     )
 
 
+DESCRIPTION = (
+    "BAM-style: the MNIST digits pasted on 10 procedural scene textures, "
+    "object and scene labels, object masks, scene-only twins (Yang & Kim 2019)"
+)
+PROVIDES = frozenset({"images", "bam", "object_mask"})
+
+
 def specs() -> list[DatasetSpec]:
     """``bam-mnist``, for ``plugins.datasets`` to register."""
-    return [
-        DatasetSpec(
-            name="bam-mnist",
-            factory=load_bam_mnist,
-            version="1",
-            description="BAM-style: the MNIST digits pasted on 10 procedural scene textures, "
-            "object and scene labels, object masks, scene-only twins (Yang & Kim 2019)",
-            provides=frozenset({"images", "bam", "object_mask"}),
-        )
-    ]
+    return [DatasetSpec("bam-mnist", load_bam_mnist, DESCRIPTION, version="1", provides=PROVIDES)]

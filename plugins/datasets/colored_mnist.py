@@ -146,15 +146,13 @@ def load_colored_mnist(
     )
 
 
+DESCRIPTION = (
+    "Biased-MNIST (ReBias, Bahng et al. 2020): mnist's digits on a class "
+    "colour for a fraction rho of each training class, unbiased test; groups = colour"
+)
+PROVIDES = frozenset({"images", "groups", "bias_attribute"})
+
+
 def specs() -> list[DatasetSpec]:
     """``colored-mnist``, for ``plugins.datasets`` to register."""
-    return [
-        DatasetSpec(
-            name=NAME,
-            factory=load_colored_mnist,
-            version="1",
-            description="Biased-MNIST (ReBias, Bahng et al. 2020): mnist's digits on a class "
-            "colour for a fraction rho of each training class, unbiased test; groups = colour",
-            provides=frozenset({"images", "groups", "bias_attribute"}),
-        )
-    ]
+    return [DatasetSpec(NAME, load_colored_mnist, DESCRIPTION, version="1", provides=PROVIDES)]

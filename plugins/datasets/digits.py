@@ -30,14 +30,10 @@ def load_digits(train_limit: Limit = None, test_limit: Limit = None) -> Dataset:
     return fixed_split_dataset("digits", *_arrays(), TEST_SIZE, train_limit, test_limit)
 
 
+DESCRIPTION = "scikit-learn's 1,797 real 8x8 digits, fixed stratified 1,437/360 split"
+PROVIDES = frozenset({"images"})
+
+
 def specs() -> list[DatasetSpec]:
     """``digits``, for ``plugins.datasets`` to register."""
-    return [
-        DatasetSpec(
-            name="digits",
-            factory=load_digits,
-            version="1",
-            description="scikit-learn's 1,797 real 8x8 digits, fixed stratified 1,437/360 split",
-            provides=frozenset({"images"}),
-        )
-    ]
+    return [DatasetSpec("digits", load_digits, DESCRIPTION, version="1", provides=PROVIDES)]

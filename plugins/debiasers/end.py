@@ -51,8 +51,9 @@ import torch
 from pydantic import NonNegativeFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.debiasers.reweight import require_groups
 from plugins.models.bottleneck import LINEAR_HEAD, forward_with_features
 
@@ -119,18 +120,13 @@ def train_end(
     return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
+DESCRIPTION = "EnD (CVPR 2021): disentangle same-bias, entangle same-class bottleneck features"
+
+# bias_attribute: on mnist the groups are the classes, so EnD would remove the task
+# itself; linear-head: the regulariser reads the classifier's input
+REQUIRES = frozenset({"groups", "bias_attribute", LINEAR_HEAD})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``end`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="end",
-            factory=train_end,
-            version="1",
-            description="EnD (CVPR 2021): disentangle same-bias, entangle same-class bottleneck "
-            "features",
-            # bias_attribute: on mnist the groups are the classes, so EnD would remove the task
-            # itself; linear-head: the regulariser reads the classifier's input
-            requires=frozenset({"groups", "bias_attribute", LINEAR_HEAD}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("end", train_end, DESCRIPTION, requires=REQUIRES)]

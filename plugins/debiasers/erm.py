@@ -17,6 +17,7 @@ from torch import nn
 
 from benchmark.kit.training import Batch, TrainingParams, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 ERM_TRAINING = TrainingParams(optimizer="sgd", lr=0.05, epochs=15)
 """ERM's own training defaults (momentum 0.9, no weight decay, batch 64 as the others)."""
@@ -34,14 +35,9 @@ def train_erm(model: nn.Module, data: Split, *, seed: int, **training: Any) -> n
     return train_loop(model, data, step, seed=seed, **(asdict(ERM_TRAINING) | training))
 
 
+DESCRIPTION = "plain ERM: cross-entropy, mini-batch SGD with momentum (or Adam)"
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``none`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="none",
-            factory=train_erm,
-            version="1",
-            description="plain ERM: cross-entropy, mini-batch SGD with momentum (or Adam)",
-            training=ERM_TRAINING,
-        )
-    ]
+    return [debiaser_spec("none", train_erm, DESCRIPTION, training=ERM_TRAINING)]

@@ -37,8 +37,9 @@ import torch
 from pydantic import NonNegativeFloat
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.debiasers.reweight import Cell, cell_ids, require_groups
 
 
@@ -111,16 +112,13 @@ def train_group_dro(
     return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
+DESCRIPTION = (
+    "Group DRO (Sagawa et al. 2020): online worst-group loss over (class, group) cells, eta=0.01"
+)
+
+REQUIRES = frozenset({"groups"})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``group-dro`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="group-dro",
-            factory=train_group_dro,
-            version="1",
-            description="Group DRO (Sagawa et al. 2020): online worst-group loss over "
-            "(class, group) cells, eta=0.01",
-            requires=frozenset({"groups"}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("group-dro", train_group_dro, DESCRIPTION, requires=REQUIRES)]

@@ -45,8 +45,9 @@ from torch import nn
 
 from benchmark.kit.devices import forked_rng
 from benchmark.kit.seeding import stream_seed
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.debiasers.reweight import require_groups
 from plugins.models.bottleneck import LINEAR_HEAD, classifier_path, forward_with_features
 
@@ -136,18 +137,16 @@ def train_irene(
     return train_loop(model, data, step, seed=seed, parameters=both, use_groups=True, **training)
 
 
+DESCRIPTION = (
+    "IRENE (BMVC 2022): a privacy head on the bottleneck, whose mutual "
+    "information with the bias label the encoder minimises"
+)
+
+# bias_attribute: on mnist the groups are the classes, so IRENE would remove the task
+# itself; linear-head: the privacy head reads the classifier's input
+REQUIRES = frozenset({"groups", "bias_attribute", LINEAR_HEAD})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``irene`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="irene",
-            factory=train_irene,
-            version="1",
-            description="IRENE (BMVC 2022): a privacy head on the bottleneck, whose mutual "
-            "information with the bias label the encoder minimises",
-            # bias_attribute: on mnist the groups are the classes, so IRENE would remove the task
-            # itself; linear-head: the privacy head reads the classifier's input
-            requires=frozenset({"groups", "bias_attribute", LINEAR_HEAD}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("irene", train_irene, DESCRIPTION, requires=REQUIRES)]

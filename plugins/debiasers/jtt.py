@@ -43,6 +43,7 @@ from torch import nn
 
 from benchmark.kit.training import TRAINING, Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 
 @torch.no_grad()
@@ -103,15 +104,12 @@ def train_jtt(
     return train_loop(model, data, upweighted_step, seed=seed, **training)
 
 
+DESCRIPTION = (
+    "Just Train Twice (ICML 2021): retrain with the errors of an "
+    "early-stopped ERM model up-weighted; no group labels"
+)
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``jtt`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="jtt",
-            factory=train_jtt,
-            version="1",
-            description="Just Train Twice (ICML 2021): retrain with the errors of an "
-            "early-stopped ERM model up-weighted; no group labels",
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("jtt", train_jtt, DESCRIPTION)]

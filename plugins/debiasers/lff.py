@@ -48,8 +48,9 @@ from torch import nn
 
 from benchmark.kit.devices import initialise_on_cpu
 from benchmark.kit.seeding import stream_seed
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 _STREAM = 0x1FF  # separates the biased model's initialisation from the job's other streams
 
@@ -166,15 +167,12 @@ def train_lff(
     return train_loop(model, data, step, seed=seed, parameters=both, **training)
 
 
+DESCRIPTION = (
+    "Learning from Failure (NeurIPS 2020): CE weighted by a GCE-trained "
+    "biased model's relative difficulty; no group labels"
+)
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``lff`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="lff",
-            factory=train_lff,
-            version="1",
-            description="Learning from Failure (NeurIPS 2020): CE weighted by a GCE-trained "
-            "biased model's relative difficulty; no group labels",
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("lff", train_lff, DESCRIPTION)]

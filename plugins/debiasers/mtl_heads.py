@@ -43,8 +43,9 @@ import torch
 from pydantic import PositiveInt
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.models.bottleneck import (
     LINEAR_HEAD,
     classifier_path,
@@ -169,19 +170,24 @@ def train_mtl_heads(
     return train_loop(model, data, step, seed=seed, **training)
 
 
+DESCRIPTION = (
+    "three linear heads on the bottleneck trained with CE, KL and L2 "
+    "losses; predicts with their logit average (seed report 000)"
+)
+
+# the heads replace the model's final linear layer and read its input
+REQUIRES = frozenset({LINEAR_HEAD})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``mtl-heads`` debiaser, for ``plugins.debiasers`` to register."""
     return [
-        DebiaserSpec(
-            name="mtl-heads",
-            factory=train_mtl_heads,
-            version="1",
-            description="three linear heads on the bottleneck trained with CE, KL and L2 "
-            "losses; predicts with their logit average (seed report 000)",
-            provides=frozenset({"multi_head"}),
-            # the heads replace the model's final linear layer and read its input
-            requires=frozenset({LINEAR_HEAD}),
+        debiaser_spec(
+            "mtl-heads",
+            train_mtl_heads,
+            DESCRIPTION,
+            requires=REQUIRES,
+            provides={"multi_head"},
             prepare=prepare_mtl_heads,
-            training=TRAINING,
         )
     ]

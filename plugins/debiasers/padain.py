@@ -37,8 +37,9 @@ from pydantic import Field, PositiveFloat
 from torch import nn
 
 from benchmark.kit.seeding import stream_seed
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 _STREAM = 0xADA1  # separates PAdaIN's random stream from the loop's batch order
 
@@ -121,16 +122,14 @@ def train_padain(
             handle.remove()
 
 
+DESCRIPTION = (
+    "Permuted AdaIN (Nuriel et al. 2021): swap per-channel feature statistics "
+    "between samples after each conv, p=0.01"
+)
+
+REQUIRES = frozenset({"conv"})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``padain`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="padain",
-            factory=train_padain,
-            version="1",
-            description="Permuted AdaIN (Nuriel et al. 2021): swap per-channel feature statistics "
-            "between samples after each conv, p=0.01",
-            requires=frozenset({"conv"}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("padain", train_padain, DESCRIPTION, requires=REQUIRES)]

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 from plugins.debiasers.reweight import Cell, cell_weights
 
 
@@ -47,16 +48,14 @@ def train_resample(
     return train_loop(model, data, step, seed=seed, sampling_weights=weights, **training)
 
 
+DESCRIPTION = (
+    "group-balanced resampling: every (class, group) cell drawn equally often "
+    "(Sagawa et al. 2020's sampler; Idrissi et al. 2022)"
+)
+
+REQUIRES = frozenset({"groups"})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``resample`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="resample",
-            factory=train_resample,
-            version="1",
-            description="group-balanced resampling: every (class, group) cell drawn equally often "
-            "(Sagawa et al. 2020's sampler; Idrissi et al. 2022)",
-            requires=frozenset({"groups"}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("resample", train_resample, DESCRIPTION, requires=REQUIRES)]

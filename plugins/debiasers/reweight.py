@@ -29,8 +29,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from benchmark.kit.training import TRAINING, Batch, train_loop
+from benchmark.kit.training import Batch, train_loop
 from benchmark.specs import DebiaserSpec, Split
+from plugins.debiasers.declaring import debiaser_spec
 
 Cell = Literal["class-group", "group"]
 """What a cell is: a ``(class, group)`` pair, or the group alone."""
@@ -89,15 +90,11 @@ def train_reweight(
     return train_loop(model, data, step, seed=seed, use_groups=True, **training)
 
 
+DESCRIPTION = "cross-entropy weighted by 1 / size of each sample's (class, group) cell"
+
+REQUIRES = frozenset({"groups"})
+
+
 def specs() -> list[DebiaserSpec]:
     """The ``reweight`` debiaser, for ``plugins.debiasers`` to register."""
-    return [
-        DebiaserSpec(
-            name="reweight",
-            factory=train_reweight,
-            version="1",
-            description="cross-entropy weighted by 1 / size of each sample's (class, group) cell",
-            requires=frozenset({"groups"}),
-            training=TRAINING,
-        )
-    ]
+    return [debiaser_spec("reweight", train_reweight, DESCRIPTION, requires=REQUIRES)]

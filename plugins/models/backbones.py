@@ -9,12 +9,31 @@ visited in the same order draw the same numbers from the seeded generator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import nn
 
+from benchmark.specs import ModelSpec
 from plugins.models.bottleneck import LINEAR_HEAD
 
 BACKBONE_TAGS = frozenset({"differentiable", "conv", LINEAR_HEAD})
 """Gradients flow, the last convolution is named for CAM, and a linear classifier ends it."""
+
+
+def backbone_spec(
+    name: str, factory: Callable[..., Any], target_layer: str, description: str
+) -> ModelSpec:
+    """The spec of a built-in fairness backbone: version 1, ``BACKBONE_TAGS``, params read
+    from the factory's signature, ``target_layer`` its last convolution."""
+    return ModelSpec(
+        name=name,
+        factory=factory,
+        version="1",
+        description=description,
+        provides=BACKBONE_TAGS,
+        target_layer=target_layer,
+    )
 
 
 def kaiming_conv_bn_(model: nn.Module) -> nn.Module:

@@ -34,14 +34,10 @@ def build_mlp(
     return nn.Sequential(*layers)
 
 
+DESCRIPTION = "multilayer perceptron (ReLU, dropout); no convolutions"
+PROVIDES = frozenset({"differentiable", LINEAR_HEAD})
+
+
 def specs() -> list[ModelSpec]:
     """``mlp``, for ``plugins.models`` to register."""
-    return [
-        ModelSpec(
-            name="mlp",
-            factory=build_mlp,
-            version="1",
-            description="multilayer perceptron (ReLU, dropout); no convolutions",
-            provides=frozenset({"differentiable", LINEAR_HEAD}),
-        )
-    ]
+    return [ModelSpec("mlp", build_mlp, DESCRIPTION, version="1", provides=PROVIDES)]

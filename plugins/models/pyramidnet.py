@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.specs import ModelSpec
-from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
+from plugins.models.backbones import backbone_spec, kaiming_conv_bn_
 
 STEM_WIDTH = 16
 """Channels of the stem convolution, as in the paper and the reference (CIFAR)."""
@@ -158,15 +158,11 @@ def build_pyramidnet(
     return PyramidNet(num_classes, tuple(input_shape), depth, alpha, stem_stride)
 
 
+DESCRIPTION = "additive PyramidNet (Han+ 2017), basic blocks, depth 20, alpha 48"
+
+
 def specs() -> list[ModelSpec]:
     """``pyramidnet``, for ``plugins.models`` to register."""
     return [
-        ModelSpec(
-            name="pyramidnet",
-            factory=build_pyramidnet,
-            version="1",
-            description="additive PyramidNet (Han+ 2017), basic blocks, depth 20, alpha 48",
-            provides=BACKBONE_TAGS,
-            target_layer="last_block.conv2",
-        )
+        backbone_spec("pyramidnet", build_pyramidnet, "last_block.conv2", DESCRIPTION),
     ]

@@ -69,17 +69,21 @@ def build_seed_cnn(
     return SeedCNN(num_classes, tuple(input_shape), dropout=dropout)
 
 
+DESCRIPTION = "CNN of the source slides: 2 conv (k5) + 2 fc, dropout; logits out"
+# lrp: every nonlinearity is its own nn.ReLU / nn.MaxPool2d module, used once, and
+# every leaf layer has a captum LRP / DeepLIFT rule (torch.flatten has no weights).
+PROVIDES = frozenset({"differentiable", "conv", "lrp", LINEAR_HEAD})
+
+
 def specs() -> list[ModelSpec]:
     """``seed-cnn``, for ``plugins.models`` to register."""
     return [
         ModelSpec(
-            name="seed-cnn",
-            factory=build_seed_cnn,
+            "seed-cnn",
+            build_seed_cnn,
+            DESCRIPTION,
             version="1",
-            description="CNN of the source slides: 2 conv (k5) + 2 fc, dropout; logits out",
-            # lrp: every nonlinearity is its own nn.ReLU / nn.MaxPool2d module, used once, and
-            # every leaf layer has a captum LRP / DeepLIFT rule (torch.flatten has no weights).
-            provides=frozenset({"differentiable", "conv", "lrp", LINEAR_HEAD}),
+            provides=PROVIDES,
             target_layer="conv_layers.3",
         )
     ]

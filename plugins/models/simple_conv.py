@@ -30,7 +30,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from benchmark.specs import ModelSpec
-from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
+from plugins.models.backbones import backbone_spec, kaiming_conv_bn_
 
 FourInts = Annotated[tuple[PositiveInt, ...], Field(min_length=4, max_length=4)]
 """One positive integer per convolution."""
@@ -99,15 +99,11 @@ def build_simple_conv(
     return SimpleConvNet(num_classes, tuple(input_shape), channels, kernel_size, strides)
 
 
+DESCRIPTION = "ReBias/LfF SimpleConvNet: 4 conv k7 + BN + ReLU (16-128), GAP, linear"
+
+
 def specs() -> list[ModelSpec]:
     """``simple-conv``, for ``plugins.models`` to register."""
     return [
-        ModelSpec(
-            name="simple-conv",
-            factory=build_simple_conv,
-            version="1",
-            description="ReBias/LfF SimpleConvNet: 4 conv k7 + BN + ReLU (16-128), GAP, linear",
-            provides=BACKBONE_TAGS,
-            target_layer="features.conv4",
-        )
+        backbone_spec("simple-conv", build_simple_conv, "features.conv4", DESCRIPTION),
     ]

@@ -42,7 +42,7 @@ from pydantic import PositiveInt
 from torch import nn
 
 from benchmark.specs import ModelSpec
-from plugins.models.backbones import BACKBONE_TAGS, kaiming_conv_bn_
+from plugins.models.backbones import backbone_spec, kaiming_conv_bn_
 
 if TYPE_CHECKING:
     import torchvision
@@ -190,23 +190,13 @@ def build_shufflenet(
     return model
 
 
+RESNET18 = "ResNet-18 (torchvision BasicBlock), half width, 3x3 stem; random init"
+SHUFFLENET = "torchvision ShuffleNet V2 x0.5, 3x3 stem without max-pool; random init"
+
+
 def specs() -> list[ModelSpec]:
     """``resnet18`` and ``shufflenet``, for ``plugins.models`` to register."""
     return [
-        ModelSpec(
-            name="resnet18",
-            factory=build_resnet18,
-            version="1",
-            description="ResNet-18 (torchvision BasicBlock), half width, 3x3 stem; random init",
-            provides=BACKBONE_TAGS,
-            target_layer="layer4.1.conv2",
-        ),
-        ModelSpec(
-            name="shufflenet",
-            factory=build_shufflenet,
-            version="1",
-            description="torchvision ShuffleNet V2 x0.5, 3x3 stem without max-pool; random init",
-            provides=BACKBONE_TAGS,
-            target_layer="conv5.0",
-        ),
+        backbone_spec("resnet18", build_resnet18, "layer4.1.conv2", RESNET18),
+        backbone_spec("shufflenet", build_shufflenet, "conv5.0", SHUFFLENET),
     ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 from benchmark import Evaluation, EvaluationContext
+from benchmark.kit.evaluation import predict_logits
 from benchmark.specs import Direction
 from pydantic import PositiveInt
 from torch import nn
@@ -129,32 +130,14 @@ def calibration_metrics(logits: torch.Tensor, labels: torch.Tensor, bins: int = 
     )
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Logits of every row of ``x`` on the model's device, in eval mode and under no_grad."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if len(x) == 0:
-        raise ValueError("the test split is empty: nothing to calibrate")
-    device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    model(x[i : i + batch_size].to(device)).cpu()
-                    for i in range(0, len(x), batch_size)
-                ]
-            )
-    finally:
-        model.train(was_training)
-
-
 def evaluate_calibration(
     context: EvaluationContext, bins: PositiveInt = 15, batch_size: PositiveInt = 512
 ) -> Evaluation:
     """The ``calibration`` evaluator: metrics of ``context.model`` on the test split (the
     logits come back on the CPU, so the labels join them there)."""
     test = context.dataset.test
-    logits = predict_logits(context.model, test.x, batch_size)
+    if len(test.x) == 0:
+        raise ValueError("the test split is empty: nothing to calibrate")
+    # the toolkit's batched logits: eval mode and no_grad, the model's mode restored after
+    logits = predict_logits(context.model, test.x, batch_size).cpu()
     return calibration_metrics(logits, test.y.cpu(), bins)
