@@ -61,7 +61,8 @@ class PluginRecord:
     components: int = 0
     """How many specs (components, suites, executors) it registered."""
     warning: str = ""
-    """Something that loads but is probably not what the author meant (registers nothing)."""
+    """Something that loads but is probably not what the author meant: registration hooks
+    that registered nothing, or no hook at all (undecorated functions)."""
 
     @property
     def contributes(self) -> bool:
@@ -201,10 +202,12 @@ class Registry:
     def _collect_specs(self) -> None:
         """Call each registration hook plugin by plugin, so an error names its plugin."""
         counts: dict[str, int] = {}
+        registering: set[str] = set()
         for kind, hook_name in _REGISTER_HOOKS.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in hook.get_hookimpls():  # registration order
                 plugin_name = impl.plugin_name
+                registering.add(plugin_name)
                 callback = self._register_callback(kind, plugin_name)
                 try:
                     impl.function(register=callback)
@@ -218,12 +221,21 @@ class Registry:
             if record.status == "error" and n:  # some of it registered and runs: say so
                 record = replace(record, status="partial")
             elif record.status == "loaded" and not n:
-                record = replace(
-                    record,
-                    warning="registers no components, suites or executors: does it implement "
-                    "any bench_register_* hook?",
-                )
+                record = replace(record, warning=self._silence(name, name in registering))
             self.plugins[name] = replace(record, components=n)
+
+    def _silence(self, name: str, registers: bool) -> str:
+        """Why a loaded plugin contributes nothing, or ``""`` for a reporter (lifecycle hooks
+        only), which rightly registers nothing."""
+        if registers:
+            return "its bench_register_* hooks registered nothing"
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None and self.pm.get_hookcallers(plugin):
+            return ""
+        return (
+            "implements no bench hook: are the @benchmark.hookimpl decorators missing? "
+            "(an undecorated bench_register_* function is ignored)"
+        )
 
     def _register_callback(self, kind: str, plugin_name: str):
         expected = BY_NAME[kind].spec_type

@@ -41,8 +41,23 @@ SILENT = """
 from benchmark import hookimpl
 
 @hookimpl
+def bench_register_models(register):
+    pass  # forgot to call register
+"""
+
+UNDECORATED = """
+from benchmark import ModelSpec
+
+def bench_register_models(register):  # no @hookimpl: pluggy never calls it
+    raise AssertionError("never called")
+"""
+
+REPORTER = """
+from benchmark import hookimpl
+
+@hookimpl
 def bench_run_finished(suite_name, summary):
-    pass
+    pass  # a reporter registers nothing, rightly
 """
 
 
@@ -53,6 +68,8 @@ def careless_site(tmp_path):
         ("misspelt", "misspelt_plugin", MISSPELT),
         ("clashing", "clashing_plugin", CLASHING),
         ("silent", "silent_plugin", SILENT),
+        ("undecorated", "undecorated_plugin", UNDECORATED),
+        ("reporter", "reporter_plugin", REPORTER),
     ]:
         write_distribution(site, f"bench-{name}", "1.2.3", {name: module}, {module: source})
     return site
@@ -76,7 +93,9 @@ def test_each_careless_plugin_is_named_with_what_is_wrong(tmp_path, careless_sit
 
     silent = plugins["silent"]
     assert silent["status"] == "loaded" and silent["components"] == 0
-    assert "registers no components" in silent["warning"]
+    assert "bench_register_* hooks registered nothing" in silent["warning"]
+    assert "@benchmark.hookimpl decorators missing" in plugins["undecorated"]["warning"]
+    assert plugins["reporter"]["status"] == "loaded" and plugins["reporter"]["warning"] == ""
 
 
 def test_plan_warns_about_careless_plugins_on_stderr(tmp_path, careless_site):
@@ -85,7 +104,8 @@ def test_plan_warns_about_careless_plugins_on_stderr(tmp_path, careless_site):
     err = " ".join(done.stderr.split())
     assert "plugin 'misspelt' (bench-misspelt 1.2.3) not loaded" in err
     assert "plugin 'clashing' (bench-clashing 1.2.3) loaded in part" in err
-    assert "plugin 'silent' (bench-silent 1.2.3) registers no components" in err
+    assert "plugin 'silent' (bench-silent 1.2.3) its bench_register_* hooks registered" in err
+    assert "plugin 'undecorated'" in err and "plugin 'reporter'" not in err
 
 
 def test_strict_mode_refuses_a_misspelt_hook(tmp_path, careless_site):
@@ -93,7 +113,10 @@ def test_strict_mode_refuses_a_misspelt_hook(tmp_path, careless_site):
         "plugins",
         cwd=tmp_path,
         extra_path=[careless_site],
-        env={"BENCH_STRICT_PLUGINS": "1", "BENCH_DISABLE_PLUGINS": "clashing,silent"},
+        env={
+            "BENCH_STRICT_PLUGINS": "1",
+            "BENCH_DISABLE_PLUGINS": "clashing,silent,undecorated,reporter",
+        },
     )
     assert done.returncode == 2
     assert "unknown hook 'bench_register_explainer'" in " ".join(done.stderr.split())
