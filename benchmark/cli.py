@@ -51,6 +51,10 @@ def _input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
 def _load_registry(warn: bool = True) -> Registry:
     try:
         registry = Registry.load()
@@ -148,6 +152,12 @@ def plugins(as_json: bool) -> None:
                 "provides": sorted(getattr(spec, "provides", ())),
                 "requires": sorted(getattr(spec, "requires", ())),
                 "params": dict(getattr(spec, "params", {})),
+                # what a reader of a result needs to know about the component's contract
+                **{
+                    field: _plain(getattr(spec, field))
+                    for field in ("directions", "target_layer", "batch_independent")
+                    if hasattr(spec, field)
+                },
                 "status": "loaded",
             }
         )

@@ -147,3 +147,13 @@ def test_strict_mode_cli_exits_2_naming_the_plugin(tmp_path, fake_site):
     )
     assert result.returncode == 2
     assert "crashing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plugins_json_states_each_components_contract(tmp_path):
+    result = bench("plugins", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    components = {c["name"]: c for c in json.loads(result.stdout)["components"]}
+    assert components["smoothgrad"]["batch_independent"] is False  # found by check_explainer
+    assert components["gradient"]["batch_independent"] is True
+    assert components["seed-cnn"]["target_layer"] == "conv_layers.3"
+    assert components["pixel-flipping"]["directions"] == {"auc": "lower"}
