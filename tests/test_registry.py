@@ -1,5 +1,6 @@
 """Plugin loading: in-process plugins, fake installed distributions, broken plugins, env vars."""
 
+import json
 import types
 
 import pytest
