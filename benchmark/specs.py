@@ -144,7 +144,9 @@ class DebiaserSpec(ComponentSpec):
             return own
         from dataclasses import asdict
 
-        return {**own, **asdict(self.training)}
+        # explicit params (a ``dataclasses.replace`` of a registered spec) keep their values
+        training = asdict(self.training)
+        return {**own, **{name: v for name, v in training.items() if name not in own}}
 
     def param_types(self) -> dict[str, Any]:
         types = super().param_types()

@@ -174,3 +174,16 @@ def test_strict_registry_raises_on_unknown_hook(monkeypatch):
     plugin = types.SimpleNamespace(bench_register_model=hookimpl(lambda register: None))
     with pytest.raises(PluginError, match="did you mean 'bench_register_models'"):
         Registry.load(extra_plugins=[("typo", plugin)], entry_points=False)
+
+
+def test_explicit_debiaser_params_win_over_the_shared_training_defaults():
+    from benchmark import DebiaserSpec
+    from benchmark.kit.training import TrainingParams
+
+    def train(model, data, *, seed, gamma: float = 2.0, **training):
+        raise NotImplementedError
+
+    derived = DebiaserSpec("focal", train, training=TrainingParams(epochs=3))
+    assert derived.params["gamma"] == 2.0 and derived.params["epochs"] == 3
+    explicit = DebiaserSpec("focal", train, params={"lr": 0.5}, training=TrainingParams())
+    assert explicit.params["lr"] == 0.5 and explicit.params["epochs"] == 5
