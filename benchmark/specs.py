@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     import torch
 
-Direction = Literal["higher", "lower"]
+Direction = Literal["higher", "lower", "neither"]
+"""Which way a metric is better; ``neither`` marks a count or a size shown beside a score
+(the number of cells a minimum was taken over), never ranked."""
+DIRECTIONS: tuple[str, ...] = ("higher", "lower", "neither")
 
 
 class FrozenDict(dict):
@@ -179,7 +182,8 @@ class EvaluatorSpec(ComponentSpec):
 
     kind: ClassVar[str] = "evaluator"
     directions: Mapping[str, Direction] = field(default_factory=dict)
-    """``metric -> "higher" | "lower"``: which way is better, for ranking and table headers."""
+    """``metric -> "higher" | "lower" | "neither"``: which way is better, for ranking and table
+    headers (``neither``: a count shown beside a score, not ranked)."""
     figures: Callable[[Any], dict[str, Any]] | None = None
     """Optional ``figures(results) -> {file stem: matplotlib Figure}``, drawn when a leaderboard
     is written. ``results`` is a pandas DataFrame with one row per successful job of this
@@ -209,9 +213,11 @@ class EvaluatorSpec(ComponentSpec):
                 f"evaluator '{self.name}': declare every metric it returns in directions "
                 "({metric: 'higher' | 'lower'}); without them no leaderboard can rank it"
             )
-        bad = {m: d for m, d in self.directions.items() if d not in ("higher", "lower")}
+        bad = {m: d for m, d in self.directions.items() if d not in DIRECTIONS}
         if bad:
-            raise ValueError(f"evaluator '{self.name}': directions must be higher/lower: {bad}")
+            raise ValueError(
+                f"evaluator '{self.name}': directions must be higher/lower/neither: {bad}"
+            )
         object.__setattr__(self, "directions", _freeze(self.directions))
 
 

@@ -20,15 +20,21 @@ def test_registered_through_the_real_entry_points():
     registry = Registry.load()
     spec = registry.get("dataset", "colored-mnist")
     assert spec.factory is load_colored_mnist
-    assert spec.plugin == "builtin_datasets" and spec.version == "1" and spec.description
-    assert dict(spec.params) == {"rho": 0.99, "seed": 0, "train_limit": None, "test_limit": None}
+    assert spec.plugin == "builtin_datasets" and spec.version == "2" and spec.description
+    assert dict(spec.params) == {
+        "rho": 0.99,
+        "seed": 0,
+        "train_limit": None,
+        "test_limit": None,
+        "test_colours": "all",
+    }
     assert spec.provides == {"images", "groups", "bias_attribute"} and spec.requires == frozenset()
     plain = registry.get("dataset", "mnist")
     assert plain.provides == {"images", "groups"} and plain.version == "1"
 
 
 def test_images_are_mnist_digits_alpha_composited_white_over_the_colour():
-    data = load_colored_mnist(train_limit=500, test_limit=100)
+    data = load_colored_mnist(train_limit=500, test_limit=100, test_colours="one")
     grey = mnist.load_mnist(train_limit=500, test_limit=100)
     assert data.input_shape == (3, 28, 28) and data.num_classes == 10
     assert data.class_names == tuple("0123456789")
@@ -83,8 +89,10 @@ def test_rho_is_exact_on_the_full_split_and_the_extra_images_rotate_over_colours
 
 
 @pytest.mark.parametrize(("test_limit", "per_cell"), [(None, 10), (200, 2)])
-def test_test_split_is_unbiased_each_class_evenly_over_all_ten_colours(test_limit, per_cell):
-    data = load_colored_mnist(rho=1.0, test_limit=test_limit, train_limit=100)
+def test_one_colour_test_split_is_unbiased_each_class_evenly_over_all_ten_colours(
+    test_limit, per_cell
+):
+    data = load_colored_mnist(rho=1.0, test_limit=test_limit, train_limit=100, test_colours="one")
     table = colour_table(data.test)
     assert (table == per_cell).all()  # colour independent of class, exactly
     aligned = data.test.extras["bias_aligned"]
@@ -93,7 +101,8 @@ def test_test_split_is_unbiased_each_class_evenly_over_all_ten_colours(test_limi
 
 
 def test_uneven_test_spread_keeps_colours_balanced_over_classes():
-    data = load_colored_mnist(test_limit=50, train_limit=100)  # 5 per class over 10 colours
+    # 5 per class over 10 colours
+    data = load_colored_mnist(test_limit=50, train_limit=100, test_colours="one")
     table = colour_table(data.test)
     assert (table <= 1).all() and table.sum(1).tolist() == [5] * 10
     assert table.sum(0).tolist() == [5] * 10
@@ -102,18 +111,41 @@ def test_uneven_test_spread_keeps_colours_balanced_over_classes():
 def test_colouring_is_deterministic_and_seeded_independently_of_global_state():
     torch.manual_seed(1)
     np.random.seed(1)
-    first = load_colored_mnist(rho=0.9, train_limit=300, test_limit=100)
+    first = load_colored_mnist(rho=0.9, train_limit=300, test_limit=100, test_colours="one")
     torch.manual_seed(2)
     np.random.seed(2)
-    second = load_colored_mnist(rho=0.9, train_limit=300, test_limit=100)
+    second = load_colored_mnist(rho=0.9, train_limit=300, test_limit=100, test_colours="one")
     for a, b in ((first.train, second.train), (first.test, second.test)):
         assert torch.equal(a.x, b.x) and torch.equal(a.groups, b.groups)
-    other = load_colored_mnist(rho=0.9, seed=1, train_limit=300, test_limit=100)
+    other = load_colored_mnist(rho=0.9, seed=1, train_limit=300, test_limit=100, test_colours="one")
     # another seed: other images wear the off colours, the same digits and the same counts
     assert not torch.equal(other.train.groups, first.train.groups)
     assert not torch.equal(other.test.groups, first.test.groups)
     assert torch.equal(other.train.y, first.train.y)
     assert torch.equal(colour_table(other.train).diagonal(), colour_table(first.train).diagonal())
+
+
+@pytest.mark.parametrize(("test_limit", "per_cell"), [(None, 100), (200, 20)])
+def test_default_test_split_paints_every_digit_in_all_ten_colours(test_limit, per_cell):
+    """About 100 images per (class, colour) cell, each cell of a class holding the same digits:
+    enough to measure a minimum over cells, which 10 per cell cannot."""
+    data = load_colored_mnist(test_limit=test_limit, train_limit=100)
+    grey = mnist.load_mnist(train_limit=100, test_limit=test_limit)
+    n = len(grey.test)
+    assert len(data.test) == 10 * n
+    assert (colour_table(data.test) == per_cell).all()
+    source = data.test.extras["source_image"]
+    assert torch.equal(torch.bincount(source), torch.full((n,), 10))
+    assert torch.equal(data.test.y, grey.test.y[source])
+    v = grey.test.x[source]
+    background = torch.from_numpy(COLOURS)[data.test.groups].view(-1, 3, 1, 1)
+    assert torch.allclose(data.test.x, v + (1 - v) * background, atol=1e-6)
+    assert torch.equal(data.test.extras["bias_aligned"], data.test.groups == data.test.y)
+    # the training split does not depend on how the test split is painted
+    one = load_colored_mnist(test_limit=test_limit, train_limit=100, test_colours="one")
+    assert torch.equal(one.train.x, data.train.x)
+    with pytest.raises(ValueError, match="test_colours"):
+        load_colored_mnist(train_limit=100, test_limit=100, test_colours="two")
 
 
 def test_assign_colours_spreads_by_turn_after_a_seeded_permutation():

@@ -21,7 +21,7 @@ import torch
 from sklearn.metrics import mutual_info_score
 from torch import nn
 
-from benchmark.kit.training import TRAINING
+from benchmark.kit.training import TRAINING, train_loop
 from benchmark.specs import Split
 from plugins.datasets.mnist import load_mnist
 from plugins.debiasers import bottleneck_reweight, end, irene, jtt, lff
@@ -34,7 +34,7 @@ from plugins.debiasers.bottleneck_reweight import (
 from plugins.debiasers.end import end_terms
 from plugins.debiasers.erm import train_erm
 from plugins.debiasers.irene import normalised_mutual_information
-from plugins.debiasers.jtt import error_set, upweight
+from plugins.debiasers.jtt import error_set, upsampled_rows
 from plugins.debiasers.lff import SampleLossEMA, generalized_cross_entropy, relative_difficulty
 from plugins.models.bottleneck import forward_with_features
 from plugins.models.seed_cnn import build_seed_cnn
@@ -100,7 +100,7 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 @pytest.mark.parametrize("name", list(MODULES))
 def test_spec_names_the_debiaser_and_its_real_defaults(name):
     spec = SPECS[name]
-    assert spec.name == name and spec.kind == "debiaser" and spec.version == "1"
+    assert spec.name == name and spec.kind == "debiaser" and spec.version == ("2" if name == "jtt" else "1")
     assert spec.description and "\n" not in spec.description
     expected = {"groups", "bias_attribute"} if name in SUPERVISED else set()
     if name in LINEAR_HEAD:
@@ -263,12 +263,33 @@ def test_jtt_error_set_is_the_misclassified_rows_in_eval_mode():
     assert model.training  # the mode it was in comes back
 
 
-def test_jtt_upweights_the_error_set_by_lambda():
+def test_jtt_upsamples_the_error_set_lambda_times_as_the_reference():
+    """The reference's stage-2 data: every row once plus each error-set row ``lambda - 1``
+    more times, so an error-set row appears ``lambda`` times in an epoch."""
     errors = torch.tensor([False, True, False, True])
-    assert upweight(errors, 50).tolist() == [1.0, 50.0, 1.0, 50.0]
-    assert upweight(errors, 1).tolist() == [1.0] * 4
-    with pytest.raises(ValueError, match="lambda_up"):
-        upweight(errors, 0.5)
+    rows = upsampled_rows(errors, 50)
+    assert len(rows) == 4 + 2 * 49
+    assert torch.bincount(rows, minlength=4).tolist() == [1, 50, 1, 50]
+    assert upsampled_rows(errors, 1).tolist() == [0, 1, 2, 3]
+    for bad in (0, 0.5, True):
+        with pytest.raises(ValueError, match="lambda_up"):
+            upsampled_rows(errors, bad)
+
+
+def test_train_loop_epoch_rows_visit_every_listed_row_once_per_epoch():
+    seen: list[int] = []
+    model = nn.Linear(2, 2)
+    data = Split(x=torch.zeros(4, 2), y=torch.zeros(4, dtype=torch.int64))
+
+    def step(batch):
+        seen.extend(batch.index.tolist())
+        return model(batch.x).sum()
+
+    rows = torch.tensor([0, 1, 1, 1, 3])
+    train_loop(model, data, step, seed=0, epochs=2, batch_size=2, epoch_rows=rows)
+    assert sorted(seen) == sorted(rows.tolist() * 2)
+    with pytest.raises(ValueError, match="epoch_rows"):
+        train_loop(model, data, step, seed=0, epoch_rows=torch.tensor([4]))
 
 
 def test_jtt_with_lambda_one_is_erm_restarted_from_the_initial_weights(train):
@@ -277,8 +298,8 @@ def test_jtt_with_lambda_one_is_erm_restarted_from_the_initial_weights(train):
     torch.manual_seed(123)
     model = build_seed_cnn(10, (1, 28, 28))
     erm = train_erm(model, train, seed=0, optimizer="adam", lr=1e-3, epochs=1)
-    assert same_weights(erm, fit("jtt", train, lambda_up=1.0))
-    assert not same_weights(erm, fit("jtt", train, lambda_up=50.0))
+    assert same_weights(erm, fit("jtt", train, lambda_up=1))
+    assert not same_weights(erm, fit("jtt", train, lambda_up=50))
 
 
 # --- EnD ----------------------------------------------------------------------------------

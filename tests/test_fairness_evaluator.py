@@ -114,15 +114,16 @@ ALIGNED = [y == a for y, a in zip(Y, A, strict=True)]
 def hand_case(batch_size: int = 5):
     model = LookupModel(logits_for(PRED, 3))
     context = context_for(model, Y, A, 3, ALIGNED)
-    return model, evaluate_fairness(context, batch_size=batch_size)
+    # two images per cell: every filled cell counts for the worst group here
+    return model, evaluate_fairness(context, batch_size=batch_size, min_cell_size=1)
 
 
 def test_registered_through_the_real_entry_points_with_a_direction_for_every_metric():
     spec = Registry.load().get("evaluator", "fairness")
     assert spec.factory is evaluate_fairness and spec.figures is plot_fairness
-    assert spec.plugin == "builtin_evaluators" and spec.version == "1"
+    assert spec.plugin == "builtin_evaluators" and spec.version == "2"
     assert spec.requires == {"groups"}
-    assert dict(spec.params) == {"ddof": 0, "batch_size": 512}
+    assert dict(spec.params) == {"ddof": 0, "batch_size": 512, "min_cell_size": 30, "bootstrap": 1000}
     _, evaluation = hand_case()
     assert set(evaluation.metrics) <= set(spec.directions)
     lower = {k for k, v in spec.directions.items() if v == "lower"}
@@ -182,6 +183,10 @@ def test_every_metric_on_the_hand_made_split():
     ]
     assert evaluation.arrays["cell_aligned"] == np.eye(3, dtype=bool).tolist()
     assert m["worst_group_accuracy"] == 0
+    assert m["worst_group_cells"] == 6 and m["worst_group_images"] == 12
+    assert m["worst_group_cell_size"] == 2
+    # the 0/2 cell keeps the bootstrap minimum at 0, unless a resample leaves it out
+    assert m["worst_group_ci_low"] == 0 < m["worst_group_ci_high"] < 1
     assert m["adjusted_accuracy"] == pytest.approx(3 / 6)
     assert m["bias_aligned_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
     assert m["bias_conflicting_accuracy"] == pytest.approx((1 / 2 + 0 + 1 / 2) / 3)
@@ -209,7 +214,7 @@ def test_ddof_changes_only_the_standard_deviations():
 def test_group_values_are_labels_not_positions():
     model = LookupModel(logits_for(PRED, 3))
     renamed = [{0: 40, 1: 7, 2: 12}[a] for a in A]  # any integers; sorted: 7, 12, 40
-    moved = evaluate_fairness(context_for(model, Y, renamed, 3, ALIGNED))
+    moved = evaluate_fairness(context_for(model, Y, renamed, 3, ALIGNED), min_cell_size=1)
     _, original = hand_case()
     assert moved.arrays["group_values"] == [7, 12, 40]
     assert moved.metrics == pytest.approx(original.metrics)
@@ -285,7 +290,9 @@ def test_multi_head_models_get_per_head_metrics():
     # (their average) keeps head 0's argmax, so its metrics are the hand case's.
     heads = torch.stack([logits_for(PRED, 3), nn.functional.one_hot(torch.tensor(Y), 3).float()])
     model = TwoHeadLookup(heads)
-    evaluation = evaluate_fairness(context_for(model, Y, A, 3, ALIGNED), batch_size=4)
+    evaluation = evaluate_fairness(
+        context_for(model, Y, A, 3, ALIGNED), batch_size=4, min_cell_size=1
+    )
     m = evaluation.metrics
     _, single = hand_case()
     for name, value in single.metrics.items():
@@ -365,7 +372,11 @@ def test_mnist_with_class_groups_omits_the_alignment_metrics():
     assert m["degree_of_bias"] == pytest.approx(np.std(evaluation.arrays["recall"]))
     counts = np.asarray(evaluation.arrays["cell_counts"])
     assert (counts == np.diag([20] * 10)).all()  # only the diagonal cells are filled
-    assert m["worst_group_accuracy"] == pytest.approx(min(evaluation.arrays["recall"]))
+    # 20 images per class: below the default 30, no cell is large enough for a minimum
+    assert m["worst_group_cells"] == 0 and "worst_group_accuracy" not in m
+    small = evaluate_fairness(context, batch_size=64, min_cell_size=20).metrics
+    assert small["worst_group_accuracy"] == pytest.approx(min(evaluation.arrays["recall"]))
+    assert small["worst_group_cells"] == 10 and small["worst_group_images"] == 200
     json.dumps(evaluation.arrays, allow_nan=False)
 
 
@@ -387,11 +398,12 @@ def test_colored_mnist_test_split_fills_every_cell_and_reports_alignment():
         seed=0,
         train=lambda *a, **k: None,
     )
-    m = evaluate_fairness(context).metrics
+    m = evaluate_fairness(context, min_cell_size=20).metrics
     # the shortcut is right exactly on the aligned cells: 100% aligned, 0% conflicting
     assert m["bias_aligned_accuracy"] == 1 and m["bias_conflicting_accuracy"] == 0
     assert m["unbiased_accuracy"] == pytest.approx(0.1) == m["accuracy"]
-    assert m["worst_group_accuracy"] == 0
+    assert m["worst_group_accuracy"] == 0 and m["worst_group_cells"] == 100
+    assert m["worst_group_images"] == 2000  # 200 digits in all ten colours
     # it predicts class c for all of colour c and nothing else: DP 1, DI 0 for every class
     assert m["dp_difference_max"] == m["dp_difference_mean"] == 1
     assert m["di_mean"] == 0
@@ -456,3 +468,31 @@ def test_figures_draw_seed_averaged_confusion_and_roc_per_combination():
 
     for figure in figures.values():
         plt.close(figure)
+
+
+def test_worst_group_interval_resamples_whole_digits_and_covers_the_minimum():
+    """Bootstrap over test images: the interval holds the observed minimum of cells that are
+    neither all right nor all wrong, is seeded, and with copies of one digit declared as one
+    unit it is at least as wide as when the copies are taken as independent images."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 50)  # 2 classes x 50 digits, each digit in 2 groups
+    y = np.concatenate([y, y])
+    groups = np.repeat([0, 1], 100)
+    units = np.concatenate([np.arange(100), np.arange(100)])
+    right = rng.random(100) < 0.7
+    correct = np.concatenate([right, right])  # a digit is right in both colours or neither
+    pred = np.where(correct, y, 1 - y)
+    probabilities = np.eye(2)[pred] * 0.8 + 0.1
+    paired = fairness_metrics(y, probabilities, groups, 2, units=units, seed=3).metrics
+    naive = fairness_metrics(y, probabilities, groups, 2, seed=3).metrics
+    again = fairness_metrics(y, probabilities, groups, 2, units=units, seed=3).metrics
+    assert paired == again
+    assert paired["worst_group_ci_low"] < paired["worst_group_accuracy"]
+    assert paired["worst_group_accuracy"] <= paired["worst_group_ci_high"]
+    width = paired["worst_group_ci_high"] - paired["worst_group_ci_low"]
+    assert width >= naive["worst_group_ci_high"] - naive["worst_group_ci_low"] - 0.02
+    assert paired["worst_group_cells"] == 4 and paired["worst_group_cell_size"] == 50
+    off = fairness_metrics(y, probabilities, groups, 2, bootstrap=0).metrics
+    assert "worst_group_ci_low" not in off and off["worst_group_accuracy"] == paired[
+        "worst_group_accuracy"
+    ]

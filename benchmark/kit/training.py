@@ -100,6 +100,18 @@ def check_sampling_weights(weights: torch.Tensor, n: int) -> torch.Tensor:
     return weights
 
 
+def check_epoch_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``rows`` as ``int64`` on the CPU, or a clear error: a non-empty list of rows of a split
+    of ``n`` rows."""
+    rows = torch.as_tensor(rows).detach().to("cpu")
+    if rows.ndim != 1 or len(rows) == 0 or rows.dtype.is_floating_point or rows.dtype == torch.bool:
+        raise ValueError(f"epoch_rows must be a non-empty 1-d integer tensor, got {rows!r:.80}")
+    rows = rows.to(torch.int64)
+    if (rows < 0).any() or (rows >= n).any():
+        raise ValueError(f"epoch_rows must be rows of the training split (0..{n - 1})")
+    return rows
+
+
 def train_loop(
     model: nn.Module,
     data: Split,
@@ -116,6 +128,7 @@ def train_loop(
     use_groups: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
     sampling_weights: torch.Tensor | None = None,
+    epoch_rows: torch.Tensor | None = None,
 ) -> nn.Module:
     """Train ``model`` in place by minimising ``step(batch)``; return it in eval mode.
 
@@ -130,6 +143,11 @@ def train_loop(
     drawn with replacement, row ``i`` with probability proportional to ``w_i``: resampling, for
     debiasers that rebalance *which* samples a batch holds rather than how much each one's loss
     counts (the two have the same expectation, not the same variance).
+
+    ``epoch_rows`` (``int64``, rows of the split, repeats allowed) replaces the split by an
+    upsampled copy of it: each epoch visits every entry once, in a seeded random order. That is
+    oversampling by duplication, as JTT's reference code builds its stage-2 data (error-set
+    rows listed ``lambda_up`` times); an epoch is then ``len(epoch_rows)`` rows long.
     """
     check_training_params(epochs, batch_size, lr)
     if use_groups and data.groups is None:
@@ -143,16 +161,22 @@ def train_loop(
     )
     if sampling_weights is not None:
         sampling_weights = check_sampling_weights(sampling_weights, len(data))
+    if epoch_rows is not None:
+        if sampling_weights is not None:
+            raise ValueError("give sampling_weights or epoch_rows, not both")
+        epoch_rows = check_epoch_rows(epoch_rows, len(data))
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks and any randomness inside step()
-    n = len(data)
+    n = len(data) if epoch_rows is None else len(epoch_rows)
     count = 0
     model.train()
     for epoch in range(epochs):
-        if sampling_weights is None:
-            order = torch.randperm(n, generator=generator)
-        else:
+        if sampling_weights is not None:
             order = torch.multinomial(sampling_weights, n, replacement=True, generator=generator)
+        elif epoch_rows is not None:
+            order = epoch_rows[torch.randperm(n, generator=generator)]
+        else:
+            order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             batch = Batch(

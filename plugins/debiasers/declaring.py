@@ -22,12 +22,15 @@ def debiaser_spec(
     provides: Iterable[str] = (),
     prepare: Callable[..., Any] | None = None,
     training: TrainingParams = TRAINING,
+    version: str = VERSION,
 ) -> DebiaserSpec:
-    """The spec of a built-in debiaser; ``description`` is one line naming the paper."""
+    """The spec of a built-in debiaser; ``description`` is one line naming the paper.
+    ``version`` is raised for one debiaser whose training changed, so its cached models and
+    stored results are not mistaken for the new procedure's."""
     return DebiaserSpec(
         name=name,
         factory=factory,
-        version=VERSION,
+        version=version,
         description=description,
         requires=frozenset(requires),
         provides=frozenset(provides),
