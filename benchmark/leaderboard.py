@@ -1,4 +1,5 @@
-"""Stored results -> aggregated, ranked leaderboard tables (mean ± std over seeds).
+"""Stored results -> aggregated, ranked leaderboard tables (mean ± std and a 95 % interval
+over seeds; ranks that admit ties, ``benchmark.statistics``).
 
 A leaderboard is regenerated from the store only, never edited by hand. Its cells are the
 planned combinations of the suite, so a combination that failed or never ran shows up as a
@@ -17,6 +18,7 @@ import pandas as pd
 from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.records import Job, Plan
 from benchmark.specs import EvaluatorSpec
+from benchmark.statistics import t_interval, tied_ranks
 from benchmark.store import Store
 from benchmark.suite import shared_metrics
 
@@ -35,7 +37,8 @@ class Leaderboard:
     suite_name: str
     description: str
     cells: pd.DataFrame
-    """One row per (combination, metric): mean, std (ddof=1), n, n_failed, n_missing, rank."""
+    """One row per (combination, metric): mean, std (ddof=1), the 95 % t interval
+    (``ci_low``, ``ci_high``), n, n_failed, n_missing, ``rank`` (with ties) and ``tied``."""
     primary: dict[str, tuple[str, str]]
     """Per dataset label: (primary metric, direction)."""
     failures: pd.DataFrame
@@ -52,6 +55,10 @@ class Leaderboard:
     were made under different conditions, which the rendered page says."""
     kept_after_failure: int = 0
     """Jobs whose good result is shown although a later attempt failed (``--rerun``)."""
+    jobs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """One row per planned job: component labels, seed, ``job_key``, ``status`` (ok, failed or
+    missing), error, duration, device, threads, the metric ``values`` it stored, and each
+    component's name, version and params (``components``): the rows' drill-down."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -72,7 +79,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     def evaluator_spec(job: Job) -> EvaluatorSpec:
         return plan.component(job.evaluator).spec  # type: ignore[return-value]
 
-    rows, failure_rows = [], []
+    rows, failure_rows, job_rows = [], [], []
     figure_rows: dict[str, list[dict]] = defaultdict(list)
     for combo, jobs in expected.items():
         values: dict[str, list[float]] = defaultdict(list)
@@ -80,6 +87,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         n_failed = n_missing = 0
         for job in jobs:
             frame = by_key.get(job.key)
+            job_rows.append(_job_row(job, combo, frame))
             if frame is None:
                 n_missing += 1
                 continue
@@ -107,6 +115,9 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         metrics = list(values) or list(declared)
         for metric in metrics:
             vals = np.asarray(values.get(metric, []), dtype=float)
+            mean = vals.mean() if vals.size else np.nan
+            std = vals.std(ddof=1) if vals.size > 1 else np.nan
+            low, high = t_interval(float(mean), float(std), int(vals.size))
             rows.append(
                 {
                     **dict(zip(KINDS, combo, strict=True)),
@@ -114,8 +125,10 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
                     # the direction stored with the results, so a plugin release cannot
                     # silently re-read old numbers; the spec's for metrics never stored
                     "direction": stored_directions.get(metric, declared.get(metric, "higher")),
-                    "mean": vals.mean() if vals.size else np.nan,
-                    "std": vals.std(ddof=1) if vals.size > 1 else np.nan,
+                    "mean": mean,
+                    "std": std,
+                    "ci_low": low,
+                    "ci_high": high,
                     "n": int(vals.size),
                     "n_expected": len(jobs),
                     "n_failed": n_failed,
@@ -130,6 +143,8 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
             "direction",
             "mean",
             "std",
+            "ci_low",
+            "ci_high",
             "n",
             "n_expected",
             "n_failed",
@@ -152,7 +167,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         stated = definition.direction if metric == definition.metric else None
         direction = stated or (declared.iloc[0] if len(declared) else "higher")
         primary[dataset.label] = (metric, direction)
-    cells["rank"] = _rank(cells, primary)
+    cells["rank"], cells["tied"] = _rank(cells, primary)
 
     runs = store.runs()
     runs = runs[runs["run_id"].isin(set(results["run_id"].dropna()))]
@@ -182,20 +197,67 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         dict(definition.labels),
         conditions,
         kept,
+        pd.DataFrame(job_rows),
     )
 
 
-def _rank(cells: pd.DataFrame, primary: dict[str, tuple[str, str]]) -> pd.Series:
-    """Dense rank of each row within its dataset by the primary metric's mean (1 = best).
+def _job_row(job: Job, combo: tuple[str, ...], frame: pd.DataFrame | None) -> dict:
+    """What a reader drilling into a row needs about one of its jobs."""
+    components = {
+        kind: {"name": record.name, "version": record.version, "params": record.params}
+        for kind in KINDS
+        if (record := getattr(job, kind)) is not None
+    }
+    row = {
+        **dict(zip(KINDS, combo, strict=True)),
+        "seed": job.seed,
+        "job_key": job.key,
+        "components": components,
+        "status": "missing",
+        "error": None,
+        "duration_s": None,
+        "device": None,
+        "threads": None,
+        "finished_at": None,
+        "values": {},
+    }
+    if frame is None:
+        return row
+    first = frame.iloc[0]
+
+    def known(value):
+        return None if pd.isna(value) else value
+
+    row |= {
+        "status": str(first["status"]),
+        "error": known(first["error"]),
+        "duration_s": known(first["duration_s"]),
+        "device": known(first["device"]),
+        "threads": None if pd.isna(first["threads"]) else int(first["threads"]),
+        "finished_at": known(first["finished_at"]),
+    }
+    if first["status"] == "ok":
+        row["values"] = {
+            str(m): float(v)
+            for m, v in zip(frame["metric"], frame["value"], strict=True)
+            if isinstance(m, str) and not pd.isna(v)
+        }
+    return row
+
+
+def _rank(cells: pd.DataFrame, primary: dict[str, tuple[str, str]]) -> tuple[pd.Series, pd.Series]:
+    """Rank with ties of each row within its dataset by the primary metric (1 = best;
+    ``benchmark.statistics.RANK_METHOD``), and whether the rank is shared.
 
     Rows whose primary metric has no value (all seeds failed or missing) get no rank.
     """
     rank = pd.Series(np.nan, index=cells.index, dtype=float)
+    tied = pd.Series(False, index=cells.index, dtype=bool)
     for dataset, (metric, direction) in primary.items():
         in_dataset = cells["dataset"] == dataset
-        scores = cells[in_dataset & (cells["metric"] == metric)]
-        scores = scores.set_index(list(ROW_KINDS))["mean"].dropna()
-        ranks = scores.rank(ascending=(direction == "lower"), method="min")
+        scores = cells[in_dataset & (cells["metric"] == metric)].set_index(list(ROW_KINDS))
+        by_row, shared = tied_ranks(scores["mean"], scores["ci_low"], scores["ci_high"], direction)
         row_keys = cells.loc[in_dataset, list(ROW_KINDS)].apply(tuple, axis=1)
-        rank.loc[in_dataset] = row_keys.map(ranks.to_dict()).to_numpy(dtype=float)
-    return rank
+        rank.loc[in_dataset] = row_keys.map(by_row.to_dict()).to_numpy(dtype=float)
+        tied.loc[in_dataset] = row_keys.map(shared.to_dict()).fillna(False).to_numpy(dtype=bool)
+    return rank, tied

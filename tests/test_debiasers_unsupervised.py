@@ -100,7 +100,11 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 @pytest.mark.parametrize("name", list(MODULES))
 def test_spec_names_the_debiaser_and_its_real_defaults(name):
     spec = SPECS[name]
-    assert spec.name == name and spec.kind == "debiaser" and spec.version == ("2" if name == "jtt" else "1")
+    assert (
+        spec.name == name
+        and spec.kind == "debiaser"
+        and spec.version == ("2" if name == "jtt" else "1")
+    )
     assert spec.description and "\n" not in spec.description
     expected = {"groups", "bias_attribute"} if name in SUPERVISED else set()
     if name in LINEAR_HEAD:

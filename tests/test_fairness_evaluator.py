@@ -123,7 +123,12 @@ def test_registered_through_the_real_entry_points_with_a_direction_for_every_met
     assert spec.factory is evaluate_fairness and spec.figures is plot_fairness
     assert spec.plugin == "builtin_evaluators" and spec.version == "2"
     assert spec.requires == {"groups"}
-    assert dict(spec.params) == {"ddof": 0, "batch_size": 512, "min_cell_size": 30, "bootstrap": 1000}
+    assert dict(spec.params) == {
+        "ddof": 0,
+        "batch_size": 512,
+        "min_cell_size": 30,
+        "bootstrap": 1000,
+    }
     _, evaluation = hand_case()
     assert set(evaluation.metrics) <= set(spec.directions)
     lower = {k for k, v in spec.directions.items() if v == "lower"}
@@ -493,6 +498,7 @@ def test_worst_group_interval_resamples_whole_digits_and_covers_the_minimum():
     assert width >= naive["worst_group_ci_high"] - naive["worst_group_ci_low"] - 0.02
     assert paired["worst_group_cells"] == 4 and paired["worst_group_cell_size"] == 50
     off = fairness_metrics(y, probabilities, groups, 2, bootstrap=0).metrics
-    assert "worst_group_ci_low" not in off and off["worst_group_accuracy"] == paired[
-        "worst_group_accuracy"
-    ]
+    assert (
+        "worst_group_ci_low" not in off
+        and off["worst_group_accuracy"] == paired["worst_group_accuracy"]
+    )

@@ -5,6 +5,7 @@ import textwrap
 
 import numpy as np
 from rich.console import Console
+from scipy import stats
 
 from benchmark import planner, render
 from benchmark import suite as suite_module
@@ -57,8 +58,18 @@ def test_aggregate_matches_numpy_and_ranks_by_direction(toy_registry, tmp_path):
         assert np.isclose(cell["std"], values.std(ddof=1))
     long_acc, short_acc = (cells.loc[(d, "accuracy"), "mean"] for d in ("long", "short"))
     assert long_acc > short_acc  # 40 steps beat 2 tiny steps
-    ranked = board.cells[board.cells["metric"] == "accuracy"].set_index("debiaser")["rank"]
-    assert ranked["long"] == 1 and ranked["short"] == 2
+    ranked = board.cells[board.cells["metric"] == "accuracy"].set_index("debiaser")
+    for label in ("short", "long"):
+        cell = ranked.loc[label]
+        low, high = (cell["mean"],) * 2  # scipy gives NaN for a zero spread
+        if cell["std"] > 0:
+            low, high = stats.t.interval(0.95, 2, loc=cell["mean"], scale=cell["std"] / np.sqrt(3))
+        assert np.isclose(cell["ci_low"], low) and np.isclose(cell["ci_high"], high)
+    # ranks with ties: 1 + the rows whose interval lies entirely on the better side
+    overlap = ranked.loc["long", "ci_low"] <= ranked.loc["short", "ci_high"]
+    assert ranked.loc["long", "rank"] == 1
+    assert ranked.loc["short", "rank"] == (1 if overlap else 2)
+    assert bool(ranked.loc["short", "tied"]) == bool(ranked.loc["long", "tied"]) == overlap
     # the always-failing evaluator still has its cells, marked failed, never dropped
     failed = board.cells[board.cells["evaluator"] == "toy-explode"]
     assert set(failed["n_failed"]) == {3} and set(failed["n"]) == {0}
@@ -72,7 +83,9 @@ def test_lower_is_better_flips_the_ranking(toy_registry, tmp_path):
         SUITE.replace("{metric: accuracy}", "{metric: accuracy, direction: lower}"),
     )
     ranked = aggregate(plan, store).cells.query("metric == 'accuracy'").set_index("debiaser")
-    assert ranked.loc["short", "rank"] == 1 and ranked.loc["long", "rank"] == 2
+    assert ranked.loc["short", "rank"] == 1  # the lower mean is best now
+    overlap = ranked.loc["short", "ci_high"] >= ranked.loc["long", "ci_low"]
+    assert ranked.loc["long", "rank"] == (1 if overlap else 2)
 
 
 def test_markdown_and_csv_show_failed_and_missing_cells(toy_registry, tmp_path):
@@ -183,8 +196,10 @@ def test_a_per_dataset_metric_keeps_its_own_direction(toy_registry, tmp_path):
     board = aggregate(plan, store)
     assert board.primary == {"toy-bars": ("first", "lower"), "b": ("accuracy", "higher")}
     ranks = board.cells.query("metric == 'accuracy'").set_index(["dataset", "debiaser"])["rank"]
-    assert ranks[("b", "long")] == 1 and ranks[("b", "short")] == 2  # better accuracy first
-    assert ranks[("toy-bars", "short")] == 1  # the suite asked for lower 'first' there
+    assert ranks[("b", "long")] == 1  # better accuracy first
+    firsts = board.cells.query("metric == 'first' and dataset == 'toy-bars'")
+    best = firsts.loc[firsts["mean"].idxmin(), "debiaser"]
+    assert ranks[("toy-bars", best)] == 1  # the suite asked for lower 'first' there
 
 
 def test_labels_replace_column_headers_but_not_metric_names(toy_registry, tmp_path):

@@ -1,8 +1,10 @@
 """Leaderboard -> Markdown: one ranked table per dataset, failures listed, provenance stated.
 
-Every number states its spread and sample size (``mean ± std (n)``, std with ddof=1 over
-seeds), every column its direction (↑ higher is better, ↓ lower), and every cell that failed
-or never ran says so instead of staying blank.
+Every number states its spread, interval and sample size (``mean ± std [95 % interval] (n)``,
+``benchmark.render.cells``), every column its direction (↑ higher is better, ↓ lower), every
+rank whether it is shared (``=1``: the intervals overlap, ``benchmark.statistics``), and every
+cell that failed or never ran says so instead of staying blank. Every string a plugin or a
+suite provides goes through ``benchmark.render.escape``.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from scipy.stats import kendalltau
 
 from benchmark.kinds import COMPONENT_KINDS
 from benchmark.leaderboard import ROW_KINDS, Leaderboard
+from benchmark.render.cells import cell_markdown, rank_text
+from benchmark.render.escape import md, md_code
+from benchmark.statistics import INTERVAL_METHOD, RANK_METHOD
 
-ARROWS = {"higher": "↑", "lower": "↓"}
+ARROWS = {"higher": "↑", "lower": "↓", "neither": ""}
 
 
 def _cell(row: pd.Series) -> str:
-    parts = []
-    if row["n"]:
-        std = "" if math.isnan(row["std"]) else f" ± {row['std']:.4f}"
-        parts.append(f"{row['mean']:.4f}{std} (n={row['n']})")
-    if row["n_failed"]:
-        parts.append(f"**FAILED {row['n_failed']}/{row['n_expected']}**")
-    if row["n_missing"]:
-        parts.append(f"*missing {row['n_missing']}/{row['n_expected']}*")
-    return " ".join(parts) or "—"
+    return cell_markdown(row.to_dict())
+
+
+def header(lb: Leaderboard, metric: str, direction: str | None) -> str:
+    """A metric's column header: its label (escaped) and its direction's arrow."""
+    arrow = ARROWS.get(direction or "higher", "")
+    return f"{md(lb.labels.get(metric, metric))} {arrow}".rstrip()
 
 
 def _columns(cells: pd.DataFrame, wanted: list[str], primary: str) -> list[str]:
@@ -54,34 +57,30 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
     for keys, group in cells.groupby(row_kinds, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         by_metric = {r["metric"]: r for _, r in group.iterrows()}
-        rank = group["rank"].dropna()
+        ranked = group.dropna(subset=["rank"])
         rows.append(
             {
-                "rank": int(rank.iloc[0]) if len(rank) else None,
+                "rank": int(ranked["rank"].iloc[0]) if len(ranked) else None,
+                "tied": bool(ranked["tied"].iloc[0]) if len(ranked) else False,
                 "cells": [
-                    *keys,
+                    *(md(key) for key in keys),
                     *(_cell(by_metric[m]) if m in by_metric else "—" for m in columns),
                 ],
             }
         )
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
 
-    header = [
-        "rank",
-        *row_kinds,
-        *(f"{lb.labels.get(m, m)} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in columns),
-    ]
+    head = ["rank", *row_kinds, *(header(lb, m, directions.get(m)) for m in columns)]
     lines = [
-        f"### {dataset}",
+        f"### {md(dataset)}",
         "",
-        f"Ranked by **{metric}** ({direction} is better).",
+        f"Ranked by **{md(metric)}** ({direction} is better).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
     ]
     for row in rows:
-        rank = str(row["rank"]) if row["rank"] is not None else "–"
-        lines.append("| " + " | ".join([rank, *row["cells"]]) + " |")
+        lines.append("| " + " | ".join([rank_text(row["rank"], row["tied"]), *row["cells"]]) + " |")
     return "\n".join(lines)
 
 
@@ -107,25 +106,22 @@ def _rank_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
         {
             m: means[m].rank(ascending=directions.get(m) == "lower", method="min")
             for m in columns
-            if m in means
+            if m in means and directions.get(m) in ("higher", "lower")
         }
     )
     ranks = ranks.sort_values(metric, na_position="last")
-    header = [
-        *row_kinds,
-        *(f"{lb.labels.get(m, m)} {ARROWS.get(directions.get(m, 'higher'), '')}" for m in ranks),
-    ]
+    head = [*row_kinds, *(header(lb, m, directions.get(m)) for m in ranks)]
     lines = [
-        f"Rank of each row by each metric (1 = best), and Kendall's τ with the **{metric}** "
-        "ranking:",
+        f"Rank of each row by each metric's mean (1 = best; no ties from intervals here), and "
+        f"Kendall's τ with the **{md(metric)}** ranking:",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
     ]
     for keys, row in ranks.iterrows():
         keys = keys if isinstance(keys, tuple) else (keys,)
         shown = ("–" if math.isnan(r) else str(int(r)) for r in row)
-        lines.append("| " + " | ".join([*map(str, keys), *shown]) + " |")
+        lines.append("| " + " | ".join([*map(md, keys), *shown]) + " |")
     taus = []
     for m in ranks:
         both = ranks[[metric, m]].dropna()
@@ -142,7 +138,7 @@ def _conditions(lb: Leaderboard) -> list[str]:
     conditions = lb.conditions
     if len(conditions):
         listed = ", ".join(
-            f"{row['jobs']} job(s) on {row['device']} with "
+            f"{row['jobs']} job(s) on {md(row['device'])} with "
             + (
                 "unrecorded threads"
                 if pd.isna(row["threads"])
@@ -176,15 +172,19 @@ def render(
     figure_errors: list[str] | None = None,
 ) -> str:
     """The whole ``README.md`` of ``leaderboards/<suite>/``; ``figures`` are relative paths."""
-    parts = [f"# Leaderboard: `{lb.suite_name}`", ""]
+    parts = [f"# Leaderboard: {md_code(lb.suite_name)}", ""]
     if lb.description:
-        parts += [lb.description.strip(), ""]
+        parts += [md(lb.description.strip()), ""]
     parts += [
-        f"Reproduce with `{command or f'bench run --suite {lb.suite_ref}'}`. "
-        "Generated from the results store by `bench leaderboard`; do not edit by hand.",
+        f"Reproduce with {md_code(command or f'bench run --suite {lb.suite_ref}')}. "
+        "Generated from the results store by `bench leaderboard`; do not edit by hand. "
+        "Explore, filter and download it on the [site](index.html) (open the file in a "
+        "browser; it needs no network).",
         "",
-        "Cells show mean ± standard deviation over seeds (ddof=1) and n, the number of seeds "
-        "that produced a value. ↑ higher is better, ↓ lower is better. "
+        "Cells show mean ± standard deviation over seeds (ddof=1), the 95 % interval in "
+        f"brackets ({md(INTERVAL_METHOD)}) and n, the number of seeds that produced a value. "
+        f"Ranks: {md(RANK_METHOD)}. ↑ higher is better, ↓ lower is better; a column without an "
+        "arrow is a count shown beside a score. "
         "**FAILED k/n**: k seeds raised an error (listed below); *missing k/n*: k seeds have "
         "not run yet.",
         "",
@@ -197,15 +197,14 @@ def render(
     if figures or figure_errors:
         parts += ["## Figures", ""]
         for path in figures or []:
-            parts += [f"![{path}]({path})", ""]
+            parts += [f"![{md(path)}]({path})", ""]
         for error in figure_errors or []:
-            parts += [f"- figure not drawn: {error}", ""]
+            parts += [f"- figure not drawn: {md(error)}", ""]
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():
-            job = " / ".join(str(failure[k]) for k in COMPONENT_KINDS if failure[k])
-            error = str(failure["error"]).replace("|", "\\|").replace("\n", " ")
-            parts.append(f"| {job} | {failure['seed']} | {error} |")
+            job = " / ".join(md(failure[k]) for k in COMPONENT_KINDS if failure[k])
+            parts.append(f"| {job} | {failure['seed']} | {md(failure['error'])} |")
         parts.append("")
     if len(lb.runs):
         last = lb.runs.iloc[-1]
@@ -221,12 +220,12 @@ def render(
             "## Provenance",
             "",
             f"Results produced by run {', '.join(str(r) for r in lb.runs['run_id'])} of the "
-            f"store; the latest started {last['started_at']} on {machine['platform']} "
-            f"({cpu}, {executor}).",
+            f"store; the latest started {md(last['started_at'])} on {md(machine['platform'])} "
+            f"({md(cpu)}, {md(executor)}).",
             "",
             *_conditions(lb),
             "Versions (latest run): "
-            + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+            + ", ".join(f"{md(k)} {md(v)}" for k, v in sorted(versions.items()))
             + ".",
             "",
         ]

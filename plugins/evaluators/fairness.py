@@ -324,9 +324,7 @@ def fairness_metrics(
     metrics |= cells.robustness(aligned, min_cell_size)
     large = cells.counts >= min_cell_size
     if bootstrap and large.any():
-        low, high = bootstrap_worst_group(
-            y, pred == y, group, large, g, bootstrap, seed, units
-        )
+        low, high = bootstrap_worst_group(y, pred == y, group, large, g, bootstrap, seed, units)
         metrics["worst_group_ci_low"], metrics["worst_group_ci_high"] = low, high
 
     arrays |= {
