@@ -55,6 +55,11 @@ class Leaderboard:
     were made under different conditions, which the rendered page says."""
     kept_after_failure: int = 0
     """Jobs whose good result is shown although a later attempt failed (``--rerun``)."""
+    glossary: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per metric column: ``evaluator`` label, bare ``metric`` name, ``direction``,
+    ``description`` (the evaluator's glossary entry, else its description) and ``reference``."""
+    config_hash: str = ""
+    """The suite's configuration hash (the one every run of it records)."""
     jobs: pd.DataFrame = field(default_factory=pd.DataFrame)
     """One row per planned job: component labels, seed, ``job_key``, ``status`` (ok, failed or
     missing), error, duration, device, threads, the metric ``values`` it stored, and each
@@ -197,8 +202,31 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         dict(definition.labels),
         conditions,
         kept,
+        _glossary(cells, plan),
+        plan.suite.config_hash(),
         pd.DataFrame(job_rows),
     )
+
+
+def _glossary(cells: pd.DataFrame, plan: Plan) -> dict[str, dict[str, str]]:
+    specs = {c.label: c.spec for c in plan.suite.components["evaluator"]}
+    out: dict[str, dict[str, str]] = {}
+    for column, label, direction in (
+        cells[["metric", "evaluator", "direction"]]
+        .drop_duplicates("metric")
+        .itertuples(index=False)
+    ):
+        spec = specs.get(label)
+        bare = column[len(label) + 1 :] if column.startswith(f"{label}.") else column
+        described = getattr(spec, "glossary", {}).get(bare) if spec else None
+        out[column] = {
+            "evaluator": label,
+            "metric": bare,
+            "direction": direction,
+            "description": described or (spec.description if spec else ""),
+            "reference": getattr(spec, "reference", "") if spec else "",
+        }
+    return out
 
 
 def _job_row(job: Job, combo: tuple[str, ...], frame: pd.DataFrame | None) -> dict:

@@ -196,6 +196,11 @@ class EvaluatorSpec(ComponentSpec):
     through ``context.train`` (ROAR: thresholds x retrain seeds). ``bench plan`` shows it, so
     a suite's real cost is visible before it runs. A module-level function: specs travel."""
 
+    glossary: Mapping[str, str] = field(default_factory=dict)
+    """Optional ``metric -> one sentence``: what the metric measures, for the published
+    glossary (a metric without an entry is described by the evaluator's ``description``)."""
+    reference: str = ""
+    """The paper the evaluator implements (authors, year, title or venue), for the glossary."""
     metrics: Callable[[Mapping[str, Any]], list[str]] | None = None
     """Optional ``metrics(params) -> names``: the metrics one job with these params returns,
     for an evaluator whose ``directions`` is a catalogue (``quantus``: one metric per job).
@@ -219,6 +224,7 @@ class EvaluatorSpec(ComponentSpec):
                 f"evaluator '{self.name}': directions must be higher/lower/neither: {bad}"
             )
         object.__setattr__(self, "directions", _freeze(self.directions))
+        object.__setattr__(self, "glossary", _freeze(self.glossary))
 
 
 @dataclass(frozen=True)

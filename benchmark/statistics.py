@@ -61,6 +61,8 @@ def tied_ranks(
     if direction not in ("higher", "lower"):
         return rank, tied
     ok = mean.notna()
+    if not ok.any():
+        return rank, tied
     m = mean[ok].to_numpy(dtype=float)
     lo = np.where(np.isnan(low[ok].to_numpy(dtype=float)), m, low[ok].to_numpy(dtype=float))
     hi = np.where(np.isnan(high[ok].to_numpy(dtype=float)), m, high[ok].to_numpy(dtype=float))
@@ -69,6 +71,6 @@ def tied_ranks(
     better = lo[None, :] > hi[:, None]  # better[i, j]: row j clearly beats row i
     ranks = 1.0 + better.sum(axis=1)
     rank[ok] = ranks
-    counts = pd.Series(ranks).value_counts()
-    tied[ok] = [counts[r] > 1 for r in ranks]
+    shared = (ranks[:, None] == ranks[None, :]).sum(axis=1) > 1
+    tied[ok] = shared
     return rank, tied

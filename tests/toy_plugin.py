@@ -100,6 +100,17 @@ def huge_error(context) -> Evaluation:
     raise ValueError("x" * 5_000_000)
 
 
+def weight_norm(context) -> Evaluation:
+    """A continuous score that differs between any two trainings (lower is better)."""
+    norm = sum(float(p.detach().pow(2).sum()) for p in context.model.parameters()) ** 0.5
+    return Evaluation({"norm": norm})
+
+
+def raise_message(context, message: str = "boom") -> Evaluation:
+    """Fails with the message a test gives it (hostile text for the escaping tests)."""
+    raise RuntimeError(message)
+
+
 def not_a_number(context) -> Evaluation:
     return Evaluation({"score": float("nan")})
 
@@ -218,6 +229,16 @@ def bench_register_evaluators(register):
         )
     )
     register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
+    register(EvaluatorSpec("toy-norm", weight_norm, version="1", directions={"norm": "lower"}))
+    register(
+        EvaluatorSpec(
+            "toy-raise",
+            raise_message,
+            version="1",
+            params={"message": "boom"},
+            directions={"x": "higher"},
+        )
+    )
     # fault injection: an exception, and hangs and crashes that only an isolated worker survives
     faults = {
         "toy-explode": explode,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from benchmark.leaderboard import Leaderboard
 from benchmark.render import markdown
+from benchmark.render.paths import slug
 
 
 def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None) -> Path:
-    """Write ``README.md`` (ranked tables), ``results.csv`` (every aggregated cell) and the
-    evaluators' summary figures under ``figures/``."""
+    """Write ``README.md`` (ranked tables), ``results.csv`` (every aggregated cell), the
+    evaluators' summary figures under ``figures/``, the site's ``data.json`` and
+    ``index.html``, and refresh the site's ``index.html`` over every suite of ``out_dir``."""
+    from benchmark.render import site, site_data
+
     target = Path(out_dir) / lb.suite_name
     target.mkdir(parents=True, exist_ok=True)
     remove_written(target)
@@ -25,7 +28,10 @@ def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None
         ["dataset", "rank", "model", "debiaser", "explainer", "metric"], na_position="last"
     )
     cells.to_csv(target / "results.csv", index=False, float_format="%.6g")
-    record_written(target, ["README.md", "results.csv", *figures])
+    document = site_data.build(lb, columns, figures, figure_errors)
+    pages = site.write_suite(document, target)
+    record_written(target, ["README.md", "results.csv", *figures, *pages])
+    site.write_index(Path(out_dir))
     return target
 
 
@@ -53,10 +59,6 @@ def record_written(target: Path, names: list[str]) -> None:
     (target / MANIFEST).write_text(json.dumps(sorted(names), indent=0), encoding="utf-8")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "figure"
-
-
 def write_figures(lb: Leaderboard, folder: Path) -> tuple[list[str], list[str]]:
     """Draw every evaluator's ``figures`` from the stored arrays and save them as PNG.
 
@@ -80,7 +82,7 @@ def write_figures(lb: Leaderboard, folder: Path) -> tuple[list[str], list[str]]:
             continue
         for stem, figure in sorted(figures.items()):
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{_slug(label)}-{_slug(stem)}.png"
+            path = folder / f"{slug(label)}-{slug(stem)}.png"
             figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
             plt.close(figure)
             written.append(f"{folder.name}/{path.name}")

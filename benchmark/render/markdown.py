@@ -58,8 +58,10 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
         keys = keys if isinstance(keys, tuple) else (keys,)
         by_metric = {r["metric"]: r for _, r in group.iterrows()}
         ranked = group.dropna(subset=["rank"])
+        primary_mean = by_metric[metric]["mean"] if metric in by_metric else math.nan
         rows.append(
             {
+                "order": -primary_mean if direction == "higher" else primary_mean,
                 "rank": int(ranked["rank"].iloc[0]) if len(ranked) else None,
                 "tied": bool(ranked["tied"].iloc[0]) if len(ranked) else False,
                 "cells": [
@@ -68,7 +70,8 @@ def _dataset_table(lb: Leaderboard, dataset: str, wanted: list[str]) -> str:
                 ],
             }
         )
-    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
+    # by rank, then within a shared rank by the primary metric's mean, best first
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, math.isnan(r["order"]), r["order"]))
 
     head = ["rank", *row_kinds, *(header(lb, m, directions.get(m)) for m in columns)]
     lines = [
