@@ -410,8 +410,25 @@ def check_leaderboard(suite: Suite, node: yaml.Node | None) -> None:
                 where=suite.source,
                 line=_line_of(node, ["leaderboard", "metric_by_dataset", dataset]),
             )
+    directions = {
+        (component.label, metric): component.spec.directions.get(metric)
+        for component in suite.components["evaluator"]
+        for metric in component.spec.returns(component.params)
+    }
+    primaries = [(["leaderboard", "metric"], board.metric)]
+    primaries += [
+        (["leaderboard", "metric_by_dataset", d], m) for d, m in board.metric_by_dataset.items()
+    ]
     for loc, metric in named:
         if metric in known:
+            bare = metric.removeprefix(f"{known[metric]}.")
+            if (loc, metric) in primaries and directions.get((known[metric], bare)) == "neither":
+                raise BenchInputError(
+                    f"field '{_dotted(loc)}': metric '{metric}' is a count (direction "
+                    "'neither'), not a score: it cannot rank a leaderboard",
+                    where=suite.source,
+                    line=_line_of(node, loc),
+                )
             continue
         qualified = sorted(name for name in known if name.endswith(f".{metric}"))
         if qualified:

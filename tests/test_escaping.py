@@ -87,7 +87,7 @@ def test_markdown_page_keeps_hostile_strings_as_text(published):
         rows = table.split("</thead>")[1].split("</table>")[0].count("<tr>")
         assert rows == 6
         first_row = table.split("<tbody>")[1].split("</tr>")[0]
-        assert first_row.count("<td") == 1 + 2 + 3
+        assert first_row.count("<td") == 1 + 2 + 4  # rank, model, debiaser; 4 metrics
     failures = tables[-1]
     assert failures.count("<tr>") == 1 + 2 * 6 * 2  # header + every toy-raise job
     assert all(row.count("<td") == 3 for row in failures.split("<tbody>")[1].split("</tr>")[:-1])

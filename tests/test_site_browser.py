@@ -136,7 +136,7 @@ def test_filters_show_the_right_rows(page):
     assert len(page.table()) == 2
     page.page.fill("#search", "")
     page.page.select_option("#facet-evaluator", "toy-norm")
-    assert page.headers() == ["rank", "dataset", "model", "debiaser", "norm"]
+    assert page.headers() == ["rank", "dataset", "model", "debiaser", "norm", "parameters"]
 
 
 def test_hostile_labels_are_shown_as_text(page):

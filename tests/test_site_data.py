@@ -79,7 +79,7 @@ def test_each_json_cell_formats_to_its_markdown_cell(published):
             cell = row["cells"][column]
             assert shown == cell["text"] == cell_text(cell)
             checked += 1
-    assert checked == len(doc["rows"]) * 3  # accuracy, norm and the failing x per row
+    assert checked == len(doc["rows"]) * 4  # accuracy, norm, parameters, the failing x
     rank_cells = {(r["dataset"], r["debiaser"]): r for r in doc["rows"]}
     for key, cells in tables.items():
         row = rank_cells[key]

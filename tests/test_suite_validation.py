@@ -78,6 +78,14 @@ def test_valid_looking_suites_are_refused(toy_registry, old, new, fragments):
     refused(VALID.replace(old, new), toy_registry, "suite.yaml", *fragments)
 
 
+def test_a_count_cannot_rank_a_leaderboard(toy_registry):
+    text = VALID.replace("{metric: accuracy}", "{metric: parameters}")
+    text = text.replace("evaluators: [toy-accuracy]", "evaluators: [toy-accuracy, toy-norm]")
+    assert "toy-norm" in text
+    refused(text, toy_registry, "leaderboard.metric", "'parameters' is a count", "'neither'")
+    parse(text.replace("{metric: parameters}", "{metric: norm}"), toy_registry)  # a score can
+
+
 def test_a_line_number_points_at_the_bad_parameter(toy_registry):
     message = refused(VALID.replace("{steps: 5}", '{steps: "ten"}'), toy_registry)
     assert message.startswith("suite.yaml:7:")

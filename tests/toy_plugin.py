@@ -103,7 +103,8 @@ def huge_error(context) -> Evaluation:
 def weight_norm(context) -> Evaluation:
     """A continuous score that differs between any two trainings (lower is better)."""
     norm = sum(float(p.detach().pow(2).sum()) for p in context.model.parameters()) ** 0.5
-    return Evaluation({"norm": norm})
+    count = sum(p.numel() for p in context.model.parameters())
+    return Evaluation({"norm": norm, "parameters": float(count)})
 
 
 def raise_message(context, message: str = "boom") -> Evaluation:
@@ -229,7 +230,14 @@ def bench_register_evaluators(register):
         )
     )
     register(EvaluatorSpec("toy-nan", not_a_number, version="1", directions={"score": "lower"}))
-    register(EvaluatorSpec("toy-norm", weight_norm, version="1", directions={"norm": "lower"}))
+    register(
+        EvaluatorSpec(
+            "toy-norm",
+            weight_norm,
+            version="1",
+            directions={"norm": "lower", "parameters": "neither"},
+        )
+    )
     register(
         EvaluatorSpec(
             "toy-raise",
