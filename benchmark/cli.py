@@ -354,7 +354,7 @@ def run(
         f"{summary.models_trained} trained, {summary.model_cache_hits} cache hits; "
         f"{summary.duration_s:.1f} s ({summary.executor})"
     )
-    err_console.print(f"leaderboard: {target / 'README.md'}")
+    err_console.print(f"leaderboard: {target / 'README.md'} (site: {target / 'index.html'})")
     if summary.failed:
         err_console.print(f"[bold red]{summary.failed} job(s) failed:[/]")
         for description, error in summary.failures:
@@ -395,7 +395,8 @@ def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
 )
 @_input_errors
 def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...]) -> None:
-    """Re-render the leaderboards of every suite that has results in the store."""
+    """Re-render the leaderboards of every suite that has results in the store: Markdown,
+    CSV, figures, and the static site (its index, one page and one data.json per suite)."""
     from benchmark.leaderboard import aggregate
     from benchmark.store import Store
 
@@ -412,6 +413,10 @@ def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...])
                 aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
             )
             click.echo(str(target / "README.md"))
+            click.echo(str(target / "index.html"))
+        from benchmark.render import site
+
+        click.echo(str(site.write_index(out_dir)))
 
 
 @main.group()

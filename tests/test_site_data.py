@@ -132,3 +132,18 @@ def test_each_row_command_selects_exactly_its_jobs(published):
         chosen = {j.key for j in plan.jobs if select(expr, j.describe())}
         assert chosen == {j["job_key"] for j in row["jobs"]}, row["id"]
     assert {HOSTILE["pipe"], HOSTILE["tick"]} <= {r["debiaser"] for r in doc["rows"]}
+
+
+def test_figures_name_their_evaluator_and_carry_alt_text(published):
+    from benchmark.render.site import suite_page
+
+    figure = site_data._figure("figures/sanity-model-cascade-mnist.png", ["sanity", "sanity-model"])
+    assert figure.evaluator == "sanity-model"  # the longest label that prefixes the file
+    assert figure.alt == "sanity-model: cascade mnist"
+    doc = site_data.Document.model_validate(document(published))
+    doc.figures = [figure]
+    page = suite_page(doc)
+    assert (
+        '<img src="figures/sanity-model-cascade-mnist.png" alt="sanity-model: cascade mnist"'
+        in page
+    )

@@ -21,6 +21,32 @@ EXPLAINER = frozenset({"explainer"})
 """What an attribution metric requires of a combination: the job's explainer."""
 
 
+REFERENCES = {
+    "bam": "Yang & Kim 2019, Benchmarking Attribution Methods with Relative Feature Importance",
+    "classification": "scikit-learn's metrics (accuracy, macro P/R/F1, one-vs-rest AUROC)",
+    "completeness-soundness": "Gupta & Arora 2022, A Simple and Effective Method to "
+    "Evaluate Saliency Maps (completeness and soundness)",
+    "deletion": "Petsiuk, Das & Saenko 2018, RISE (BMVC)",
+    "insertion": "Petsiuk, Das & Saenko 2018, RISE (BMVC)",
+    "fairness": "Sagawa et al. 2020 (Group DRO, ICLR), Bahng et al. 2020 (ReBias, ICML), "
+    "Feldman et al. 2015 (disparate impact), Hardt et al. 2016 (equalized odds)",
+    "kar": "Hooker, Erhan, Kindermans & Kim 2019, A Benchmark for Interpretability Methods "
+    "in Deep Neural Networks (NeurIPS)",
+    "roar": "Hooker, Erhan, Kindermans & Kim 2019, A Benchmark for Interpretability Methods "
+    "in Deep Neural Networks (NeurIPS)",
+    "pixel-flipping": "Bach et al. 2015, On Pixel-Wise Explanations by Layer-Wise Relevance "
+    "Propagation (PLOS ONE)",
+    "quantus": "Hedström et al. 2023, Quantus (JMLR), and each metric's own paper",
+    "region-perturbation": "Samek et al. 2017, Evaluating the Visualization of What a Deep "
+    "Neural Network Has Learned (IEEE TNNLS)",
+    "road": "Rong, Leemann, Borisov, Kasneci & Kasneci 2022, A Consistent and Efficient "
+    "Evaluation Strategy for Attribution Methods (ICML)",
+    "sanity-data": "Adebayo et al. 2018, Sanity Checks for Saliency Maps (NeurIPS)",
+    "sanity-model": "Adebayo et al. 2018, Sanity Checks for Saliency Maps (NeurIPS)",
+}
+"""The paper behind each built-in evaluator, for the published glossary."""
+
+
 def evaluator_spec(
     name: str,
     factory: Callable[..., Any],
@@ -32,6 +58,8 @@ def evaluator_spec(
     figures: Callable[[Any], dict[str, Any]] | None = None,
     retrains: Callable[[Mapping[str, Any]], int] | None = None,
     metrics: Callable[[Mapping[str, Any]], list[str]] | None = None,
+    glossary: Mapping[str, str] | None = None,
+    reference: str = "",
 ) -> EvaluatorSpec:
     """The spec of a built-in evaluator; ``description`` is one line naming the paper."""
     return EvaluatorSpec(
@@ -44,4 +72,6 @@ def evaluator_spec(
         figures=figures,
         retrains=retrains,
         metrics=metrics,
+        glossary=glossary or {},
+        reference=reference or REFERENCES.get(name, ""),
     )

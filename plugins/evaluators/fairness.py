@@ -130,6 +130,43 @@ for _i in range(MAX_HEADS):
         DIRECTIONS[f"head{_i}_{_m}"] = "higher"
 
 
+GLOSSARY = {
+    "accuracy": "Share of test images classified correctly.",
+    "precision_macro": "Precision per class, averaged over classes.",
+    "recall_macro": "Recall per class, averaged over classes.",
+    "f1_macro": "F1 per class, averaged over classes.",
+    "auroc_macro": "One-vs-rest area under the ROC curve per class, averaged over classes.",
+    "degree_of_bias": "Population standard deviation of the per-group accuracies (the source "
+    "report's Degree of Bias); 0 when every group is served equally well.",
+    "precision_std": "Standard deviation of the class-wise precision.",
+    "di_mean": "Class-wise disparate impact min_a P(yhat=c|a) / max_a P(yhat=c|a) x 100, "
+    "averaged over classes; 100 is parity.",
+    "di_min": "The smallest class-wise disparate impact (x100).",
+    "worst_group_accuracy": "Lowest accuracy over the (class, group) cells holding at least "
+    "min_cell_size test images.",
+    "worst_group_ci_low": "Lower end of the 95 % bootstrap interval of worst-group accuracy, "
+    "resampling test digits.",
+    "worst_group_ci_high": "Upper end of the 95 % bootstrap interval of worst-group accuracy.",
+    "worst_group_cells": "How many (class, group) cells were large enough to count for the "
+    "worst group.",
+    "worst_group_images": "How many test images those cells hold.",
+    "worst_group_cell_size": "How many test images the worst cell holds.",
+    "adjusted_accuracy": "Unweighted mean of the cell accuracies (Idrissi et al. 2022).",
+    "bias_aligned_accuracy": "Mean accuracy over the cells whose images wear their class's "
+    "bias attribute (ReBias's biased accuracy).",
+    "bias_conflicting_accuracy": "Mean accuracy over the cells whose images do not.",
+    "unbiased_accuracy": "Mean accuracy over all (class, group) cells (ReBias's unbiased "
+    "accuracy): what a model scores when the shortcut no longer helps.",
+    "dp_difference_max": "Largest demographic-parity difference over classes: max_a - min_a "
+    "of P(yhat=c|a).",
+    "dp_difference_mean": "Demographic-parity difference averaged over classes.",
+    "eo_difference_max": "Largest equalized-odds difference over classes (max of the TPR and "
+    "FPR ranges over groups).",
+    "eo_difference_mean": "Equalized-odds difference averaged over classes.",
+}
+"""What each metric measures, for the published glossary."""
+
+
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Element-wise ``numerator / denominator``, NaN where the denominator is 0."""
     out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
@@ -439,6 +476,7 @@ def specs() -> list[EvaluatorSpec]:
         DIRECTIONS,
         requires=frozenset({"groups"}),
         figures=plot_fairness,
+        glossary=GLOSSARY,
         version="2",  # 2: worst-group over cells of at least min_cell_size, with its interval
     )
     return [spec]
