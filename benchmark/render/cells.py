@@ -19,9 +19,16 @@ def number(value: float) -> str:
 
 
 def value_text(cell: Mapping[str, Any]) -> str:
-    """The numbers of a cell, or ``""`` when no seed produced one."""
+    """The numbers of a cell, or ``""`` when no seed produced one. A count (direction
+    ``neither``: cells, images) is written as a count: ``100 (n=3)`` when every seed agrees,
+    else its mean and std with one decimal, no interval."""
     if not cell.get("n"):
         return ""
+    if cell.get("direction") == "neither":
+        std = cell.get("std")
+        if std is None or math.isnan(std) or std == 0:
+            return f"{cell['mean']:g} (n={cell['n']})"
+        return f"{cell['mean']:.1f} ± {std:.1f} (n={cell['n']})"
     text = number(cell["mean"])
     std, low, high = (cell.get(k) for k in ("std", "ci_low", "ci_high"))
     if std is not None and not math.isnan(std):

@@ -43,6 +43,7 @@ class _Strict(BaseModel):
 class Cell(_Strict):
     """One metric of one row, aggregated over seeds."""
 
+    direction: Literal["higher", "lower", "neither"]
     mean: float | None
     std: float | None = Field(description="sample standard deviation over seeds (ddof=1)")
     ci_low: float | None = Field(description="95 % t interval over seeds, low end")
@@ -306,6 +307,7 @@ def build(
                 tied=bool(ranked["tied"].iloc[0]) if len(ranked) else False,
                 cells={
                     r["metric"]: Cell(
+                        direction=r["direction"],
                         mean=_number(r["mean"]),
                         std=_number(r["std"]),
                         ci_low=_number(r["ci_low"]),
@@ -401,5 +403,10 @@ def schema() -> dict[str, Any]:
 
 
 def dumps(document: Document) -> str:
-    """The document as stable, human-diffable JSON."""
-    return json.dumps(document.model_dump(mode="json"), indent=1, sort_keys=False) + "\n"
+    """The document as compact JSON with one row per line, so a republished leaderboard's
+    diff shows which rows changed (and the file stays a fraction of an indented one's size)."""
+    data = document.model_dump(mode="json")
+    rows = data.pop("rows")
+    head = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    lines = ",\n".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in rows)
+    return f'{head[:-1]},"rows":[\n{lines}\n]}}\n'
