@@ -68,7 +68,7 @@ debiasers:
   - {name: lff, params: {epochs: 1}}
   - {name: jtt, params: {epochs: 1}}
   - {name: bottleneck-reweight, params: {epochs: 1}}
-evaluators: [fairness]
+evaluators: [{name: fairness, params: {min_cell_size: 10}}]
 seeds: [0]
 leaderboard:
   metric: unbiased_accuracy
@@ -111,8 +111,15 @@ def test_mini_fairness_suite_through_the_cli(tmp_path):
     assert {"head0_accuracy", "head2_accuracy"} <= set(
         cells.query("debiaser == 'mtl-heads'")["metric"]
     )
+    # 200 test digits in all ten colours: 100 cells of 20 images; mnist: 10 cells of 20
+    counted = cells.query("metric == 'worst_group_cells'").groupby("dataset")["mean"].unique()
+    assert list(counted["colored-mnist"]) == [100] and list(counted["mnist"]) == [10]
+    sizes = cells.query("metric == 'worst_group_cell_size'")["mean"]
+    assert set(sizes) == {20}
     text = (board / "README.md").read_text()
     assert (
-        "Ranked by **unbiased_accuracy**" in text and "Ranked by **worst_group_accuracy**" in text
+        "Ranked by **unbiased\\_accuracy**" in text
+        and "Ranked by **worst\\_group\\_accuracy**" in text
     )
+    assert (board / "index.html").is_file() and (board / "data.json").is_file()
     assert any(p.name.startswith("fairness-") for p in (board / "figures").iterdir())
