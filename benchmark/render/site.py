@@ -185,7 +185,13 @@ def write_index(out_dir: Path) -> Path:
                     f'<a href="{name}/index.html">{name}</a>',
                     str(len(document.rows)),
                     f"{done} of {jobs} jobs have results",
-                    html_text(f"{dates[0]} – {dates[-1]}" if dates else ""),
+                    html_text(
+                        ""
+                        if not dates
+                        else dates[0]
+                        if dates[0] == dates[-1]
+                        else f"{dates[0]} – {dates[-1]}"
+                    ),
                     html_text(document.description[:220]),
                 ]
             )

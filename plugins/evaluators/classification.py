@@ -92,10 +92,25 @@ def evaluate_classification(
     return classification_metrics(test.y.cpu().numpy(), probabilities, context.dataset.num_classes)
 
 
+GLOSSARY = {
+    "accuracy": "Share of test images classified correctly.",
+    "precision_macro": "Precision per class, averaged over classes.",
+    "recall_macro": "Recall per class, averaged over classes.",
+    "f1_macro": "F1 per class, averaged over classes.",
+    "auroc_macro": "One-vs-rest area under the ROC curve per class, averaged over classes.",
+}
+"""What each metric measures, for the published glossary."""
+
+
 def specs() -> list[EvaluatorSpec]:
     """The ``classification`` evaluator: no explainer needed; ``batch_size`` is its parameter."""
     description = "accuracy, macro P/R/F1, macro OvR AUROC, confusion matrix (test split)"
     spec = evaluator_spec(
-        "classification", evaluate_classification, description, DIRECTIONS, requires=frozenset()
+        "classification",
+        evaluate_classification,
+        description,
+        DIRECTIONS,
+        requires=frozenset(),
+        glossary=GLOSSARY,
     )
     return [spec]

@@ -96,6 +96,7 @@ from benchmark.kit.devices import as_numpy
 from benchmark.kit.evaluation import predict_logits
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIRECTIONS
+from plugins.evaluators.classification import GLOSSARY as CLASSIFICATION_GLOSSARY
 from plugins.evaluators.classification import classification_metrics
 from plugins.evaluators.declaring import evaluator_spec
 
@@ -131,11 +132,7 @@ for _i in range(MAX_HEADS):
 
 
 GLOSSARY = {
-    "accuracy": "Share of test images classified correctly.",
-    "precision_macro": "Precision per class, averaged over classes.",
-    "recall_macro": "Recall per class, averaged over classes.",
-    "f1_macro": "F1 per class, averaged over classes.",
-    "auroc_macro": "One-vs-rest area under the ROC curve per class, averaged over classes.",
+    **CLASSIFICATION_GLOSSARY,
     "degree_of_bias": "Population standard deviation of the per-group accuracies (the source "
     "report's Degree of Bias); 0 when every group is served equally well.",
     "precision_std": "Standard deviation of the class-wise precision.",
