@@ -58,16 +58,13 @@ class Site:
     board: Leaderboard
 
 
-def publish_toy_site(registry, tmp_path: Path, skip_seed: int | None = None) -> Site:
-    """Run the suite (all but ``skip_seed`` of ``short``, so a row has a missing seed) and
-    publish it under ``tmp_path / "leaderboards"``."""
-    suite = suite_module.parse(textwrap.dedent(SUITE), "site.yaml", registry)
+def run_toy_suite(registry, tmp_path: Path, text: str, name: str, keep=lambda job: True):
+    """Parse ``text``, run the jobs ``keep`` selects through the serial executor into
+    ``tmp_path / "r.sqlite"``; return the whole plan (what the leaderboard expects) and the
+    store."""
+    suite = suite_module.parse(textwrap.dedent(text), name, registry)
     plan = planner.expand(suite)
     store = Store(tmp_path / "r.sqlite")
-    ran = planner.Plan(
-        suite,
-        [j for j in plan.jobs if not (j.seed == skip_seed and j.debiaser.label == "short")],
-    )
     Runner(
         registry,
         store,
@@ -75,7 +72,20 @@ def publish_toy_site(registry, tmp_path: Path, skip_seed: int | None = None) -> 
         show_progress=False,
         executor="serial",
         console=Console(quiet=True),
-    ).run(ran)
+    ).run(planner.Plan(suite, [job for job in plan.jobs if keep(job)]))
+    return plan, store
+
+
+def publish_toy_site(registry, tmp_path: Path, skip_seed: int | None = None) -> Site:
+    """Run the suite (all but ``skip_seed`` of ``short``, so a row has a missing seed) and
+    publish it under ``tmp_path / "leaderboards"``."""
+    plan, store = run_toy_suite(
+        registry,
+        tmp_path,
+        SUITE,
+        "site.yaml",
+        keep=lambda j: not (j.seed == skip_seed and j.debiaser.label == "short"),
+    )
     board = aggregate(plan, store)
     out = tmp_path / "leaderboards"
     target = render.write(board, out)

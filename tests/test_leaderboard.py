@@ -1,18 +1,13 @@
 """Leaderboard: mean/std(ddof=1)/n over seeds, ranking by direction, failed and missing cells."""
 
 import json
-import textwrap
 
 import numpy as np
-from rich.console import Console
 from scipy import stats
 
-from benchmark import planner, render
-from benchmark import suite as suite_module
-from benchmark.cache import ArtifactCache
+from benchmark import render
 from benchmark.leaderboard import aggregate
-from benchmark.runner import Runner
-from benchmark.store import Store
+from tests.sitekit import run_toy_suite
 
 SUITE = """\
 name: lb-test
@@ -28,21 +23,13 @@ leaderboard: {metric: accuracy}
 
 
 def run_suite(registry, tmp_path, text=SUITE, seeds_to_run=None):
-    suite = suite_module.parse(textwrap.dedent(text), "s.yaml", registry)
-    plan = planner.expand(suite)
-    store = Store(tmp_path / "r.sqlite")
-    partial = planner.Plan(
-        suite, [j for j in plan.jobs if seeds_to_run is None or j.seed in seeds_to_run]
-    )
-    Runner(
+    return run_toy_suite(
         registry,
-        store,
-        ArtifactCache(tmp_path / "c"),
-        show_progress=False,
-        executor="serial",
-        console=Console(quiet=True),
-    ).run(partial)
-    return plan, store
+        tmp_path,
+        text,
+        "s.yaml",
+        keep=lambda j: seeds_to_run is None or j.seed in seeds_to_run,
+    )
 
 
 def test_aggregate_matches_numpy_and_ranks_by_direction(toy_registry, tmp_path):
