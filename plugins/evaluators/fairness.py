@@ -99,6 +99,7 @@ from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIREC
 from plugins.evaluators.classification import GLOSSARY as CLASSIFICATION_GLOSSARY
 from plugins.evaluators.classification import classification_metrics
 from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.worst_group import bootstrap_worst_group
 
 MAX_HEADS = 16
 """Heads whose metrics get a direction (a leaderboard ranks ``head{i}_*`` for i below it)."""
@@ -222,45 +223,6 @@ class Cells:
                 if values.size:
                     metrics[f"bias_{name}_accuracy"] = float(values.mean())
         return metrics
-
-
-def bootstrap_worst_group(
-    y: np.ndarray,
-    correct: np.ndarray,
-    group: np.ndarray,
-    cells: np.ndarray,
-    g: int,
-    replicates: int,
-    seed: int,
-    units: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """95 % percentile interval of ``min`` accuracy over the ``cells`` (``(K, G)`` bool), from
-    ``replicates`` bootstrap resamples of the test rows, or of whole ``units`` (rows sharing a
-    unit, copies of one digit, are drawn together). One matrix product per batch of replicates
-    (resample counts per unit x per-unit hits and sizes per cell), no loop over images."""
-    unit = np.arange(len(y)) if units is None else np.unique(units, return_inverse=True)[1]
-    n_units = int(unit.max()) + 1
-    cell_index = y * g + group
-    chosen = np.flatnonzero(cells.ravel())
-    column = np.full(cells.size, -1)
-    column[chosen] = np.arange(len(chosen))
-    keep = column[cell_index] >= 0
-    size = np.zeros((n_units, len(chosen)))
-    hits = np.zeros((n_units, len(chosen)))
-    np.add.at(size, (unit[keep], column[cell_index[keep]]), 1.0)
-    np.add.at(hits, (unit[keep], column[cell_index[keep]]), correct[keep].astype(float))
-    rng = np.random.default_rng([seed, 0xB007])
-    minima = []
-    for start in range(0, replicates, 256):
-        b = min(256, replicates - start)
-        draws = rng.integers(0, n_units, size=(b, n_units))
-        offsets = (draws + n_units * np.arange(b)[:, None]).ravel()
-        weight = np.bincount(offsets, minlength=b * n_units).reshape(b, n_units).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = (weight @ hits) / (weight @ size)
-        minima.append(np.nanmin(accuracy, axis=1))
-    low, high = np.percentile(np.concatenate(minima), [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _cell_alignment(
