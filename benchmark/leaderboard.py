@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmark.independence import model_independence
 from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.records import Job, Plan
 from benchmark.specs import EvaluatorSpec
@@ -64,6 +65,9 @@ class Leaderboard:
     """One row per planned job: component labels, seed, ``job_key``, ``status`` (ok, failed or
     missing), error, duration, device, threads, the metric ``values`` it stored, and each
     component's name, version and params (``components``): the rows' drill-down."""
+    independence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Model-independence flags per (dataset, explainer, evaluator, metric)
+    (``benchmark.independence``)."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -190,6 +194,14 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         .reset_index()
     )
     kept = int((shown["failed_attempts"].fillna(0) > 0).sum())
+    jobs_frame = pd.DataFrame(job_rows)
+    directions = {
+        (label, metric): direction
+        for label, spec in specs.items()
+        for metric, direction in spec.directions.items()
+    }
+    image_spreads = {key: store.arrays(key).get("per_image_spread", {}) for key in shown["job_key"]}
+    independence = model_independence(jobs_frame, directions, image_spreads)
     return Leaderboard(
         plan.suite.ref,
         plan.suite.name,
@@ -204,7 +216,8 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         kept,
         _glossary(cells, plan),
         plan.suite.config_hash(),
-        pd.DataFrame(job_rows),
+        jobs_frame,
+        independence,
     )
 
 

@@ -318,6 +318,11 @@ class Evaluation:
 
     metrics: dict[str, float]
     arrays: dict[str, Any] = field(default_factory=dict)
+    per_image: dict[str, Any] = field(default_factory=dict)
+    """``name -> array`` whose first axis is the evaluated image (a per-image score, or a
+    per-image curve ``(N, T)``). Too large for the results store, they are kept in the artifact
+    cache (``benchmark.api`` reads them back); the store keeps each one's spread over images, so
+    a leaderboard can tell a metric that measures the model from one that measures the image."""
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first metric that is not a finite number."""

@@ -89,7 +89,12 @@ def trained():
     return data, train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=4).eval()
 
 
-def context_for(trained, explain, train=None) -> EvaluationContext:
+def retrain(split, *, seed):
+    torch.manual_seed(seed)
+    return train_erm(build_seed_cnn(10, (1, 28, 28)), split, seed=seed, epochs=4)
+
+
+def context_for(trained, explain, train=retrain) -> EvaluationContext:
     data, model = trained
     spec = ModelSpec("seed-cnn", build_seed_cnn)
     return EvaluationContext(data, model, spec, seed=0, train=train, explain=explain)
@@ -147,3 +152,49 @@ def test_data_randomisation_retrains_on_permuted_labels_and_judges(trained):
     grad = evaluate_data_randomisation(context_for(trained, gradient, train), n_images=32)
     assert grad.metrics["spearman"] < 0.5 and grad.metrics["verdict"] == 1.0
     assert 0.0 <= grad.metrics["randomised_train_accuracy"] <= 1.0
+
+
+def test_floors_equal_hand_computed_similarities(trained):
+    """The floor compares two untrained models' maps, the ceiling the next seed's model's maps
+    with the job's: recomputed here from scratch, they are the published numbers."""
+    from plugins.evaluators import floors
+
+    data, model = trained
+    result = run(trained, gradient, modes=["cascading"])
+    x = data.test.x[:32]
+
+    def maps(m):
+        return gradient(m, x, m(x).argmax(1))
+
+    a, b = (floors.untrained_copy(model, s) for s in floors.FLOOR_SEEDS)  # job seed 0
+    # untrained copies: every layer re-drawn, nothing shared with the trained weights
+    assert all(
+        not torch.equal(p, q) for p, q in zip(a.parameters(), model.parameters(), strict=True)
+    )
+    other = retrain(data.train, seed=1).eval()
+    for m in similarity.MEASURES:
+        floor = similarity.similarity(m, maps(a), maps(b)).mean()
+        seeds = similarity.similarity(m, maps(model), maps(other)).mean()
+        assert result.metrics[f"floor_{m}"] == pytest.approx(floor, abs=1e-9)
+        assert result.metrics[f"seeds_{m}"] == pytest.approx(seeds, abs=1e-9)
+        observed = result.metrics[f"{m}_cascade_mean"]
+        assert result.metrics[f"{m}_cascade_mean_minus_floor"] == pytest.approx(observed - floor)
+        if seeds - floor > floors.MIN_GAP:
+            relative = (observed - floor) / (seeds - floor)
+            assert result.metrics[f"relative_{m}_cascade_mean"] == pytest.approx(relative)
+    assert result.per_image["floor_spearman"].shape == (32,)
+    s = result.metrics
+    passed = s["spearman_cascade_mean"] - s["floor_spearman"] < 0.5 * (
+        s["seeds_spearman"] - s["floor_spearman"]
+    )
+    assert s["floor_verdict"] == float(passed)
+
+
+def test_a_model_independent_map_cannot_pass_relative_to_its_floor(trained):
+    """Sobel ignores the model: untrained, retrained and randomised maps are all identical, so
+    the floor equals the seeds' similarity and the relative verdict fails."""
+    control = run(trained, sobel, modes=["cascading"])
+    assert control.metrics["floor_spearman"] == pytest.approx(1.0)
+    assert control.metrics["seeds_spearman"] == pytest.approx(1.0)
+    assert "relative_spearman_cascade_mean" not in control.metrics
+    assert control.metrics["floor_verdict"] == 0.0

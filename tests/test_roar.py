@@ -206,8 +206,9 @@ def test_retrains_go_through_the_model_cache(tmp_path):
 
     cold = run(rerun=False)
     assert cold.failed == 0, cold.failures
-    # 1 main model + ROAR 2x2 + KAR 2x2 + the random baseline 2x2, shared by ROAR and KAR
-    assert cold.models_trained == 1 + 4 + 4 + 4
+    # 1 main model + ROAR 2x2 + KAR 2x2 + the random baseline 2x2, shared by ROAR and KAR,
+    # + mask-only models (one leakage seed, 2 thresholds): ROAR's 2, KAR's 2, random's 2 shared
+    assert cold.models_trained == 1 + 4 + 4 + 4 + 2 + 2 + 2
     warm = run(rerun=True)
     assert warm.failed == 0 and warm.models_trained == 0
     stored = Store(tmp_path / "r.sqlite").results()
@@ -235,3 +236,89 @@ def test_figure_shows_each_explainer_against_the_random_baseline():
     assert list(lines[0].get_ydata()) == pytest.approx([0.85, 0.45])  # mean over retrains
     assert list(lines[2].get_ydata()) == pytest.approx([0.9, 0.85])
     matplotlib.pyplot.close("all")
+
+
+# --------------------------------------------------------------------------------------------
+# Mask leakage (Rong et al. 2022): what a model learns from the removal mask alone.
+
+
+def label_shaped(model, x, target):
+    """A ranking that encodes the class in *where* it points: class 0's top pixels are the
+    left half, class 1's the right half, whatever the image shows."""
+    a = torch.zeros_like(x)
+    left = target == 0
+    a[left, :, :, : SIZE // 2] = 1.0
+    a[~left, :, :, SIZE // 2 :] = 1.0
+    return a
+
+
+def test_the_leakage_diagnostic_finds_a_mask_that_encodes_the_label():
+    result = roar.evaluate_roar(
+        context(label_shaped), thresholds=[25, 50], retrain_seeds=2, leakage_seeds=2
+    )
+    m = result.metrics
+    # the mask alone tells the class: a model trained on it is (almost) always right
+    assert m["mask_accuracy_25"] > 0.95 and m["mask_accuracy_50"] > 0.95
+    # random masks carry nothing: about chance on two balanced classes
+    assert abs(m["random_mask_accuracy"] - 0.5) < 0.15
+    # so the retrained "after removal" accuracy cannot be read as information left in pixels
+    assert m["mask_accuracy"] > m["random_mask_accuracy"] + 0.3
+    assert result.arrays["mask_accuracy"] == [m["mask_accuracy_25"], m["mask_accuracy_50"]]
+
+
+def test_the_leakage_diagnostic_finds_nothing_in_a_label_blind_ranking():
+    result = roar.evaluate_roar(
+        context(informative()), thresholds=[25, 50], retrain_seeds=2, leakage_seeds=1
+    )
+    m = result.metrics
+    # the same rows for every image: the mask is constant, a model on it is at chance
+    assert m["mask_accuracy"] == pytest.approx(0.5, abs=0.1)
+    assert abs(m["random_mask_accuracy"] - 0.5) < 0.15
+
+
+def test_no_leakage_models_when_switched_off():
+    result = roar.evaluate_roar(
+        context(informative()), thresholds=[50], retrain_seeds=2, leakage_seeds=0
+    )
+    assert "mask_accuracy" not in result.metrics and result.arrays["mask_accuracy"] == []
+    with pytest.raises(ValueError, match="leakage_seeds"):
+        roar.evaluate_roar(context(informative()), retrain_seeds=2, leakage_seeds=3)
+
+
+def test_foreground_share_counts_removed_non_background_pixels():
+    x = torch.zeros(2, 1, 4, 4)
+    x[0, 0, 0, :] = 1.0  # 4 foreground pixels
+    x[1, 0, :, 0] = 1.0
+    removed = torch.zeros(2, 4, 4, dtype=torch.bool)
+    removed[0, 0, :2] = True  # half of image 0's foreground
+    removed[1, 3, 3] = True  # background only
+    assert roar.foreground_share(x, removed) == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_noisy_linear_fill_blends_removed_pixels_into_their_neighbours():
+    x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    removed = torch.zeros(3, 8, 8, dtype=torch.bool)
+    removed[:, 3:5, 3:5] = True
+    mean = x.double().mean(dim=(0, 2, 3))
+    filled = roar.fill_removed(x, removed, "noisy-linear", mean)
+    assert torch.equal(filled[:, :, ~removed[0]], x[:, :, ~removed[0]])  # kept pixels untouched
+    from plugins.evaluators.road import linear_imputation
+
+    exact = linear_imputation(x, removed).float()
+    # the imputation plus N(0, 0.01^2) noise: close to the noise-free solution, not equal
+    gap = (filled - exact)[:, :, removed[0]]
+    assert 0 < gap.abs().max() < 0.06 and gap.std() == pytest.approx(0.01, rel=0.5)
+    # a row's fill does not depend on the other rows of the batch
+    assert torch.equal(roar.fill_removed(x[1:2], removed[1:2], "noisy-linear", mean), filled[1:2])
+    with pytest.raises(ValueError, match="fill"):
+        roar.fill_removed(x, removed, "zeros", mean)
+
+
+def test_roar_with_imputed_fill_runs_the_same_protocol():
+    result = roar.evaluate_roar(
+        context(informative()), thresholds=[30, 50], retrain_seeds=2, fill="noisy-linear"
+    )
+    m = result.metrics
+    assert result.arrays["fill"] == "noisy-linear"
+    # the stripes carry the label; imputing them from the noise around still removes it
+    assert m["accuracy_30"] < 0.75 and m["auc"] < m["random_auc"]

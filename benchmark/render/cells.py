@@ -21,14 +21,18 @@ def number(value: float) -> str:
 def value_text(cell: Mapping[str, Any]) -> str:
     """The numbers of a cell, or ``""`` when no seed produced one. A count (direction
     ``neither``: cells, images) is written as a count: ``100 (n=3)`` when every seed agrees,
-    else its mean and std with one decimal, no interval."""
+    else its mean and std with one decimal, no interval; a ``neither`` share below 2 (a
+    floor, an area) is written like any score."""
     if not cell.get("n"):
         return ""
     if cell.get("direction") == "neither":
         std = cell.get("std")
-        if std is None or math.isnan(std) or std == 0:
+        steady = std is None or math.isnan(std) or std == 0
+        if steady and float(cell["mean"]).is_integer():
             return f"{cell['mean']:g} (n={cell['n']})"
-        return f"{cell['mean']:.1f} ± {std:.1f} (n={cell['n']})"
+        if abs(cell["mean"]) >= 2:  # a count that varies over seeds
+            spread = "" if steady else f" ± {std:.1f}"
+            return f"{cell['mean']:.1f}{spread} (n={cell['n']})"
     text = number(cell["mean"])
     std, low, high = (cell.get(k) for k in ("std", "ci_low", "ci_high"))
     if std is not None and not math.isnan(std):

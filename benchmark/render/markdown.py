@@ -15,6 +15,7 @@ import math
 import pandas as pd
 from scipy.stats import kendalltau
 
+from benchmark.independence import RATIO
 from benchmark.kinds import COMPONENT_KINDS
 from benchmark.leaderboard import ROW_KINDS, Leaderboard
 from benchmark.render.cells import cell_markdown, rank_text
@@ -167,6 +168,40 @@ def _conditions(lb: Leaderboard) -> list[str]:
     return lines
 
 
+def _independence(lb: Leaderboard) -> list[str]:
+    """The model-independence flags (``benchmark.independence``), or why there are none."""
+    lines = ["## Model independence", ""]
+    flags = lb.independence
+    if not len(flags):
+        return [
+            *lines,
+            "Not assessable: every (explainer, evaluator) here has one model and one seed, so "
+            "no spread over models and seeds can be compared with the spread over images.",
+            "",
+        ]
+    flagged = flags[flags["flag"] != ""]
+    lines += [
+        f"{len(flags)} (explainer, metric) pairs have values from several models or seeds; "
+        f"{len(flagged)} are flagged: the score is identical over every model and seed, or "
+        f"its spread over them is below {RATIO:g} x its spread over test images, so it "
+        "measures the images rather than the model.",
+        "",
+    ]
+    if len(flagged):
+        lines += [
+            "| dataset | explainer | metric | values | spread | spread over images | flag |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in flagged.itertuples(index=False):
+            image = "" if pd.isna(row.image_spread) else f"{row.image_spread:.4g}"
+            lines.append(
+                f"| {md(row.dataset)} | {md(row.explainer)} | {md(row.evaluator)}.{md(row.metric)} "
+                f"| {row.n_values} | {row.spread:.3g} | {image} | {row.flag} |"
+            )
+        lines.append("")
+    return lines
+
+
 def render(
     lb: Leaderboard,
     columns: list[str] | None = None,
@@ -203,6 +238,7 @@ def render(
             parts += [f"![{md(path)}]({path})", ""]
         for error in figure_errors or []:
             parts += [f"- figure not drawn: {md(error)}", ""]
+    parts += _independence(lb)
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():

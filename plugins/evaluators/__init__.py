@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmark.kit.registration import register_specs_of
 from plugins.evaluators import (
     bam,
+    bias_localisation,
     classification,
     completeness_soundness,
     data_randomisation,
@@ -23,6 +24,7 @@ MODULES = (
     data_randomisation,
     completeness_soundness,
     bam,
+    bias_localisation,
     fairness,
     faithfulness,
     road,

@@ -32,6 +32,7 @@ from benchmark.kit.evaluation import (
     resolve_target,
 )
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators import floors
 from plugins.evaluators.declaring import evaluator_spec
 from plugins.evaluators.similarity import MEASURES, Measure, check_measures, similarity
 
@@ -55,7 +56,9 @@ def evaluate_data_randomisation(
 ) -> Evaluation:
     """Per-image similarity between the original model's maps and the permuted-label model's.
 
-    ``verdict`` is 1 (pass) when the mean ``verdict_measure`` is below ``threshold``.
+    ``verdict`` is 1 (pass) when the mean ``verdict_measure`` is below ``threshold``;
+    ``floor_verdict`` judges it against the architecture's floor and the retrained seed's
+    similarity instead (``plugins.evaluators.floors``).
     """
     explain = require_explainer(context, "sanity-data")
     check_measures(measures, verdict_measure)
@@ -72,28 +75,40 @@ def evaluate_data_randomisation(
     metrics = {m: float(np.mean(scores[m])) for m in measures}
     metrics["randomised_train_accuracy"] = fit
     metrics["verdict"] = float(metrics[verdict_measure] < threshold)
+    refs = floors.references(context, explain, x, y, target, original, measures)
+    metrics |= floors.relative_metrics({m: metrics[m] for m in measures}, refs, verdict_measure)
     arrays: dict[str, Any] = {
         "per_image": {m: scores[m].tolist() for m in measures},
         "example_maps": [original[0].sum(0).cpu().tolist(), maps[0].sum(0).cpu().tolist()],
         "verdict_rule": f"{verdict_measure} < {threshold}",
+        "floor_verdict_rule": f"{verdict_measure}: {floors.VERDICT_RULE}",
     }
-    return Evaluation(metrics, arrays)
+    per_image = {m: np.asarray(scores[m]) for m in measures}
+    per_image |= {f"{ref}_{m}": np.asarray(v) for ref, d in refs.items() for m, v in d.items()}
+    return Evaluation(metrics, arrays, per_image=per_image)
 
 
-def one_retrain(params: Mapping[str, Any]) -> int:
-    """The permuted-label model (shared by every explainer of a suite through the cache)."""
-    return 1
+def two_retrains(params: Mapping[str, Any]) -> int:
+    """The permuted-label model and the next seed's model (both shared by every explainer of a
+    suite through the cache)."""
+    return 2
 
 
 def specs() -> list[EvaluatorSpec]:
     """The ``sanity-data`` evaluator; its parameters are the factory's."""
     directions: dict[str, Direction] = {m: "lower" for m in MEASURES}
     directions |= {"verdict": "higher", "randomised_train_accuracy": "higher"}
+    directions |= floors.directions()
     description = (
         "Data randomisation (Adebayo et al. 2018): similarity of maps of the model and of the "
         "same model retrained on permuted labels"
     )
     spec = evaluator_spec(
-        "sanity-data", evaluate_data_randomisation, description, directions, retrains=one_retrain
+        "sanity-data",
+        evaluate_data_randomisation,
+        description,
+        directions,
+        retrains=two_retrains,
+        version="2",
     )
     return [spec]

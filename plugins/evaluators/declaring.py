@@ -23,6 +23,8 @@ EXPLAINER = frozenset({"explainer"})
 
 REFERENCES = {
     "bam": "Yang & Kim 2019, Benchmarking Attribution Methods with Relative Feature Importance",
+    "bias-localisation": "Zhang et al. 2018, Top-down Neural Attention by Excitation "
+    "Backprop (IJCV; the pointing game's mass-in-region), on Bahng et al. 2020's colored-mnist",
     "classification": "scikit-learn's metrics (accuracy, macro P/R/F1, one-vs-rest AUROC)",
     "completeness-soundness": "Gupta & Arora 2022, A Simple and Effective Method to "
     "Evaluate Saliency Maps (completeness and soundness)",

@@ -31,6 +31,7 @@ from benchmark.kit.devices import initialise_on_cpu
 from benchmark.kit.evaluation import Target, check_target, require_explainer, resolve_target
 from benchmark.kit.figures import combinations, legend_outside, mean_curve, stem
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
+from plugins.evaluators import floors
 from plugins.evaluators.declaring import evaluator_spec
 from plugins.evaluators.similarity import MEASURES, Measure, check_measures, similarity
 
@@ -76,10 +77,13 @@ def evaluate_model_randomisation(
     """Similarity between the original maps and the maps of progressively randomised models.
 
     ``verdict`` is 1 (pass) when the mean ``verdict_measure`` over the cascade is below
-    ``threshold``: the explanation changed once the learnt weights were gone. The default
-    measure is the signed Spearman correlation: with absolute values, any map that follows the
-    digit's outline (input x gradient on MNIST keeps 0.99) correlates through the input alone,
-    which Adebayo et al. (sec. 3, "absolute values") warn makes the absolute variant lenient.
+    ``threshold``: the explanation changed once the learnt weights were gone.
+    ``floor_verdict`` judges the same mean against the architecture's floor and the
+    retrained seed's similarity instead of a fixed threshold (``plugins.evaluators.floors``).
+    The default measure is the signed Spearman correlation: with absolute values, any map that
+    follows the digit's outline (input x gradient on MNIST keeps 0.99) correlates through the
+    input alone, which Adebayo et al. (sec. 3, "absolute values") warn makes the absolute
+    variant lenient.
     """
     explain = require_explainer(context, "sanity-model")
     check_measures(measures, verdict_measure)
@@ -134,6 +138,9 @@ def evaluate_model_randomisation(
             for depth, value in enumerate(curves["independent"][m], start=1):
                 metrics[f"{m}_independent_{depth}"] = value
     metrics["verdict"] = float(metrics[f"{verdict_measure}_cascade_mean"] < threshold)
+    refs = floors.references(context, explain, x, y, target, reference, measures)
+    observed = {m: metrics[f"{m}_cascade_mean"] for m in measures}
+    metrics |= floors.relative_metrics(observed, refs, verdict_measure, label="cascade_mean")
     arrays = {
         "layers": top_down,
         "curves": curves,
@@ -141,8 +148,13 @@ def evaluate_model_randomisation(
         "example_maps": examples,
         "example_image": x[0].sum(0).cpu().tolist(),
         "verdict_rule": f"{verdict_measure}_cascade_mean < {threshold}",
+        "floor_verdict_rule": f"{verdict_measure}_cascade_mean: {floors.VERDICT_RULE}",
     }
-    return Evaluation(metrics, arrays)
+    per_image_out = {f"{ref}_{m}": np.asarray(v) for ref, d in refs.items() for m, v in d.items()}
+    per_image_out |= {
+        f"cascading_full_{m}": np.asarray(v) for m, v in per_image["cascading_full"].items()
+    }
+    return Evaluation(metrics, arrays, per_image=per_image_out)
 
 
 def plot_randomisation(results: Any) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def _directions() -> dict[str, Direction]:
         for depth in range(1, MAX_LAYERS + 1):
             directions[f"{m}_cascade_{depth}"] = "lower"
             directions[f"{m}_independent_{depth}"] = "lower"
-    return directions
+    return directions | floors.directions("cascade_mean")
 
 
 def specs() -> list[EvaluatorSpec]:
@@ -214,5 +226,7 @@ def specs() -> list[EvaluatorSpec]:
         description,
         _directions(),
         figures=plot_randomisation,
+        retrains=floors.one_retrain,
+        version="2",
     )
     return [spec]

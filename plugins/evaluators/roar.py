@@ -30,6 +30,24 @@ removes the distribution shift, so a drop in accuracy means information was remo
 The area under the curve is the trapezoid over the removed fraction, divided by the span of
 the thresholds, so it is the curve's mean accuracy (comparable across threshold sets;
 ``benchmark.kit.ranking.normalised_auc``).
+
+Mask leakage (Rong et al. 2022, "ROAD", sec. 3). A constant fill leaves the *shape* of the
+removed region in the image, and the shape can carry the class: integrated gradients is 0
+wherever an MNIST image is 0, so its top pixels are the digit's strokes and the filled-in
+region is the digit's silhouette. A retrained model then scores well from where pixels were
+removed, not from what is left. Two things measure and remedy this:
+
+* ``leakage_seeds`` models (default 1) are trained on the removal mask alone (1 where a pixel
+  was removed, 0 elsewhere, no pixel values), per threshold, for the explainer's ranking and
+  for the random one: ``mask_accuracy_<t>`` is what the mask by itself tells about the
+  label, ``random_mask_accuracy`` what a mask that carries nothing reaches (about the largest
+  class share). A ROAR accuracy no higher than ``mask_accuracy`` may come from the mask alone.
+  ``foreground_removed_<t>`` is the share of each image's non-background pixels (above the
+  image's minimum) that the ranking removes.
+* ``fill="noisy-linear"`` fills removed pixels by ROAD's noisy linear imputation (each one the
+  weighted mean of its neighbours plus N(0, 0.01^2) noise, ``plugins.evaluators.road``) in
+  training and test images alike, so the removed region blends into its surroundings; the
+  random baseline is imputed the same way.
 """
 
 from __future__ import annotations
@@ -55,8 +73,13 @@ from benchmark.kit.figures import curve_figures
 from benchmark.kit.ranking import Aggregate, normalised_auc, pixel_importance, ranking
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec, Split
 from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.road import noisy_linear_imputation
 
 Mode = Literal["roar", "kar"]
+Fill = Literal["mean", "noisy-linear"]
+IMPUTATION_SEED = 20220717
+"""Seed of the imputation noise (keyed per image, so an image's fill never depends on its
+batch)."""
 TIE_SEED = 20190101
 """Seed of the fixed pixel priority that breaks ties in every ROAR / KAR ranking (the
 faithfulness metrics use ``benchmark.kit.ranking.TIE_SEED``: each keeps its stored numbers)."""
@@ -78,17 +101,49 @@ def random_order(n: int, h: int, w: int, seed: int = RANDOM_RANKING_SEED) -> tor
     return torch.argsort(scores, dim=1)
 
 
+def removal_mask(
+    order: torch.Tensor, count: int, shape: tuple[int, int], from_end: bool = False
+) -> torch.Tensor:
+    """``(N, H, W)`` bool: the first ``count`` pixels of each ranking in ``order``
+    (``from_end``: the last ``count``, KAR's removal)."""
+    h, w = shape
+    chosen = order[:, h * w - count :] if from_end else order[:, :count]
+    mask = torch.zeros(order.shape[0], h * w, dtype=torch.bool, device=order.device)
+    mask.scatter_(1, chosen, True)
+    return mask.view(-1, h, w)
+
+
+def fill_removed(
+    x: torch.Tensor, removed: torch.Tensor, fill: Fill, mean: torch.Tensor, stream: int = 0
+) -> torch.Tensor:
+    """A copy of ``x`` with the ``removed`` pixels (all channels) replaced: by the per-channel
+    ``mean`` or by ROAD's noisy linear imputation (``stream`` keys its noise)."""
+    removed = removed.to(x.device)
+    if fill == "mean":
+        value = mean.view(1, -1, 1, 1).to(device=x.device, dtype=x.dtype)
+        return torch.where(removed[:, None], value, x)
+    if fill == "noisy-linear":
+        imputed = noisy_linear_imputation(x, removed, seed=IMPUTATION_SEED, stream=stream)
+        return imputed.to(x.dtype)
+    raise ValueError(f"fill must be 'mean' or 'noisy-linear', got {fill!r}")
+
+
 def replace_pixels(
     x: torch.Tensor, order: torch.Tensor, count: int, fill: torch.Tensor, from_end: bool = False
 ) -> torch.Tensor:
     """A copy of ``x`` with the first ``count`` pixels of ``order`` (all channels) set to
     ``fill`` (per channel); ``from_end`` takes the last ``count`` instead (KAR)."""
-    n, c, h, w = x.shape
-    chosen = order[:, h * w - count :] if from_end else order[:, :count]
-    mask = torch.zeros(n, h * w, dtype=torch.bool, device=x.device)
-    mask.scatter_(1, chosen.to(x.device), True)
-    mask = mask.view(n, 1, h, w)
-    return torch.where(mask, fill.view(1, c, 1, 1).to(device=x.device, dtype=x.dtype), x)
+    removed = removal_mask(order.to(x.device), count, tuple(x.shape[2:]), from_end)
+    return fill_removed(x, removed, "mean", fill)
+
+
+def foreground_share(x: torch.Tensor, removed: torch.Tensor) -> float:
+    """Mean over images of the share of non-background pixels (channel sum above the image's
+    minimum) that ``removed`` covers; 0 for an image without foreground."""
+    intensity = x.sum(1)
+    foreground = intensity > intensity.amin(dim=(1, 2), keepdim=True)
+    covered = (foreground & removed.to(x.device)).sum(dim=(1, 2)).double()
+    return float((covered / foreground.sum(dim=(1, 2)).clamp(min=1)).mean())
 
 
 def paired_p_value(method: np.ndarray, baseline: np.ndarray, alternative: str) -> float:
@@ -118,19 +173,30 @@ def remove_and_retrain(
     aggregate: Aggregate = "square",
     target: Target = "label",
     alpha: float = 0.05,
+    fill: Fill = "mean",
+    leakage_seeds: Annotated[int, Field(ge=0)] = 1,
 ) -> Evaluation:
     """Accuracy after retraining on images with ``thresholds`` % of pixels replaced (``mode``:
-    the top-ranked ones for ROAR, the bottom-ranked ones for KAR)."""
+    the top-ranked ones for ROAR, the bottom-ranked ones for KAR), and what a model learns from
+    the removal mask alone (``leakage_seeds`` models per threshold, 0 to skip)."""
     explain = require_explainer(context, mode)
     if not thresholds or any(not 0 < float(t) < 100 for t in thresholds):
         raise ValueError(f"thresholds must be percentages in (0, 100), got {list(thresholds)}")
     if retrain_seeds < 2:
         raise ValueError("retrain_seeds must be at least 2 for the paired test across seeds")
+    if fill not in ("mean", "noisy-linear"):
+        raise ValueError(f"fill must be 'mean' or 'noisy-linear', got {fill!r}")
+    if not 0 <= leakage_seeds <= retrain_seeds:
+        raise ValueError(
+            f"leakage_seeds must be between 0 and retrain_seeds ({retrain_seeds}), "
+            f"got {leakage_seeds}"
+        )
     check_target(target)
     thresholds = sorted(float(t) for t in thresholds)
     data = context.dataset
-    h, w = data.train.x.shape[2:]
-    fill = data.train.x.double().mean(dim=(0, 2, 3))
+    shape = tuple(data.train.x.shape[2:])
+    h, w = shape
+    mean = data.train.x.double().mean(dim=(0, 2, 3))
     splits = {"train": data.train, "test": data.test}
     orders = {}
     for name, split in splits.items():
@@ -141,11 +207,17 @@ def remove_and_retrain(
         for i, (name, split) in enumerate(splits.items())
     }
     seeds = [10_000 + 100 * context.seed + i for i in range(retrain_seeds)]
+    from_end = mode == "kar"
 
-    def retrained_accuracy(order: dict[str, torch.Tensor], count: int, from_end: bool) -> list:
+    def masks(order: dict[str, torch.Tensor], count: int, end: bool) -> dict[str, torch.Tensor]:
+        return {
+            n: removal_mask(order[n].to(s.x.device), count, shape, end) for n, s in splits.items()
+        }
+
+    def retrained_accuracy(removed: dict[str, torch.Tensor], stream: int) -> list[float]:
         modified = {
             name: dataclasses.replace(
-                split, x=replace_pixels(split.x, order[name], count, fill, from_end)
+                split, x=fill_removed(split.x, removed[name], fill, mean, stream)
             )
             for name, split in splits.items()
         }
@@ -153,12 +225,33 @@ def remove_and_retrain(
             _accuracy(context.train(modified["train"], seed=s), modified["test"]) for s in seeds
         ]
 
+    def mask_accuracy(removed: dict[str, torch.Tensor]) -> float:
+        """Accuracy of models trained on the mask alone: 1 where removed, 0 elsewhere."""
+        only = {
+            name: dataclasses.replace(
+                split, x=removed[name][:, None].expand_as(split.x).to(split.x.dtype).clone()
+            )
+            for name, split in splits.items()
+        }
+        accuracies = [
+            _accuracy(context.train(only["train"], seed=s), only["test"])
+            for s in seeds[:leakage_seeds]
+        ]
+        return float(np.mean(accuracies))
+
     method = np.zeros((retrain_seeds, len(thresholds)))
     baseline = np.zeros_like(method)
+    leak = {"method": [], "random": [], "foreground": []}
     for j, t in enumerate(thresholds):
         count = round(t / 100 * h * w)
-        method[:, j] = retrained_accuracy(orders, count, from_end=(mode == "kar"))
-        baseline[:, j] = retrained_accuracy(random_orders, count, from_end=False)
+        removed = masks(orders, count, from_end)
+        random_removed = masks(random_orders, count, False)
+        method[:, j] = retrained_accuracy(removed, stream=2 * j)
+        baseline[:, j] = retrained_accuracy(random_removed, stream=2 * j + 1)
+        leak["foreground"].append(foreground_share(data.test.x, removed["test"]))
+        if leakage_seeds:
+            leak["method"].append(mask_accuracy(removed))
+            leak["random"].append(mask_accuracy(random_removed))
 
     fractions = [t / 100 for t in thresholds]
     method_auc = normalised_auc(method, fractions)
@@ -174,14 +267,27 @@ def remove_and_retrain(
         "p_value": p_value,
         "verdict": float(p_value < alpha),
     }
+    metrics |= {
+        f"foreground_removed_{t:g}": v for t, v in zip(thresholds, leak["foreground"], strict=True)
+    }
+    if leakage_seeds:
+        metrics |= {
+            f"mask_accuracy_{t:g}": v for t, v in zip(thresholds, leak["method"], strict=True)
+        }
+        metrics["mask_accuracy"] = float(np.mean(leak["method"]))
+        metrics["random_mask_accuracy"] = float(np.mean(leak["random"]))
     arrays: dict[str, Any] = {
         "thresholds": thresholds,
         "retrain_seeds": seeds,
+        "fill": fill,
         "accuracy": method.tolist(),
         "random_accuracy": baseline.tolist(),
         "auc_per_seed": method_auc.tolist(),
         "random_auc_per_seed": baseline_auc.tolist(),
         "original_accuracy": _accuracy(context.model, data.test),
+        "foreground_removed": leak["foreground"],
+        "mask_accuracy": leak["method"],
+        "random_mask_accuracy": leak["random"],
     }
     return Evaluation(metrics, arrays)
 
@@ -216,13 +322,19 @@ def _directions(mode: Mode) -> dict[str, Direction]:
     directions: dict[str, Direction] = {f"accuracy_{t}": better for t in range(1, 100)}
     directions |= {"auc": better, "random_auc": better, "auc_vs_random": better}
     directions["auc_std"] = "lower"  # spread over retrains: smaller is a steadier estimate
+    for t in range(1, 100):
+        directions[f"mask_accuracy_{t}"] = "lower"  # the mask alone should tell nothing
+        directions[f"foreground_removed_{t}"] = "neither"
+    directions |= {"mask_accuracy": "lower", "random_mask_accuracy": "neither"}
     return directions | {"p_value": "lower", "verdict": "higher"}
 
 
 def retrains(params: Mapping[str, Any]) -> int:
-    """Models one job trains: each threshold x retrain seed, for the explainer's ranking and for
-    the random baseline (the baseline is shared by every explainer, so most jobs load it)."""
-    return 2 * len(params["thresholds"]) * int(params["retrain_seeds"])
+    """Models one job trains: each threshold x (retrain seeds + mask-only seeds), for the
+    explainer's ranking and for the random baseline (the baseline is shared by every
+    explainer, so most jobs load it)."""
+    per_threshold = int(params["retrain_seeds"]) + int(params.get("leakage_seeds", 0))
+    return 2 * len(params["thresholds"]) * per_threshold
 
 
 DESCRIPTIONS = {
@@ -244,6 +356,7 @@ def specs() -> list[EvaluatorSpec]:
             _directions(mode),
             figures=_figures(mode),
             retrains=retrains,
+            version="2",
         )
         for mode in ("roar", "kar")
     ]

@@ -12,6 +12,8 @@ SUITES = {
     "explainability": "Every explainer x ROAR/KAR, ROAD, perturbation and Quantus metrics (MNIST).",
     "sanity": "Every explainer x sanity checks, completeness/soundness and BAM (bam-mnist).",
     "fairness": "colored-mnist and MNIST x five models x ERM and 11 debiasers x fairness metrics.",
+    "bias-localisation": "Does an explanation show the shortcut? Attribution mass on the "
+    "spurious region (colored-mnist background, bam-mnist scene) next to fairness metrics.",
 }
 
 
