@@ -450,3 +450,25 @@ def new_plugin(name: str, kinds: tuple[str, ...], folder: Path | None) -> None:
     written = scaffold.new_plugin(name, target, kinds or scaffold.KINDS)
     err_console.print(f"wrote {len(written)} files under {target}/")
     click.echo(f"next: pip install -e '{target}[test]' && pytest {target} && bench plugins")
+
+
+@main.command()
+@suite_option
+@select_option
+@click.option("--sample", type=click.IntRange(min=1), help="Rerun N rows drawn at random.")
+@click.option("--sample-seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--published", type=FOLDER, default=Path("leaderboards"), show_default=True)
+@click.option("--executor", default="process", show_default=True)
+@click.option("-j", "--jobs", "n_jobs", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), help="[default: as published]")
+@click.option("--device", default=None, help="[default: as published if present, else cpu]")
+@click.option("--json", "json_out", type=FILE, default=None, help="Also write the report here.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (per-job lines only).")
+@_input_errors
+def reproduce(**options: Any) -> None:
+    """Rerun published rows on a fresh store and cache; report per metric the values that are
+    bit-identical, how far the others moved in units of the row's seed std, and whether the
+    conditions (CPU, instruction sets, torch build, threads, device) equal the published ones."""
+    from benchmark import reproduce as reproduction
+
+    reproduction.command(_load_registry(), err_console, **options)

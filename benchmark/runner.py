@@ -88,26 +88,26 @@ def environment_versions(registry: Registry) -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name: numbers at the last bit differ between CPU models."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (``benchmark.provenance.cpu_model``)."""
+    from benchmark import provenance
+
+    return provenance.cpu_model()
 
 
 def machine_info(settings: ExecutorSettings | None = None, executor: str = "") -> dict[str, Any]:
+    """The coordinator's machine for ``runs.machine``: where and how, plus the numeric
+    identity and ``fingerprint`` of ``benchmark.provenance.host`` (CPU model and instruction
+    sets, torch / NumPy builds, GPUs)."""
+    from benchmark import provenance
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.machine(),
-        "cpu": cpu_model(),
         "cores": available_cores(),
         "node": platform.node(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
+        **provenance.host(),
     }
     if settings is not None:
         info.update(

@@ -8,8 +8,10 @@ transactions instead of marker files).
 
 A failed attempt never replaces a good result: it is kept in ``attempts`` and counted on the
 job's row, and the good numbers stay what the leaderboard shows. Each metric is stored with
-the direction its evaluator declared when it ran, and each job with its device, thread count
-and worker, so a leaderboard can be rebuilt from the store alone.
+the direction its evaluator declared when it ran, and each job with its device, thread count,
+worker and ``machine``: the fingerprint of the machine that computed it
+(``benchmark.provenance``; the ``machines`` table holds what each fingerprint stands for), so a
+leaderboard can be rebuilt from the store alone and says which numbers share their conditions.
 
 Only the coordinator writes; a file that is not a readable store is a ``BenchInputError``
 naming it and the way out, not a traceback.
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished_at TEXT NOT NULL,
   device TEXT, threads INTEGER, worker TEXT,
   models_trained INTEGER, model_cache_hits INTEGER,
-  failed_attempts INTEGER NOT NULL DEFAULT 0
+  failed_attempts INTEGER NOT NULL DEFAULT 0,
+  machine TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
   job_key TEXT NOT NULL REFERENCES jobs(job_key) ON DELETE CASCADE,
@@ -80,7 +83,13 @@ CREATE TABLE IF NOT EXISTS attempts (
   error TEXT,
   duration_s REAL,
   device TEXT, threads INTEGER, worker TEXT,
-  finished_at TEXT NOT NULL
+  finished_at TEXT NOT NULL,
+  machine TEXT
+);
+CREATE TABLE IF NOT EXISTS machines (
+  fingerprint TEXT PRIMARY KEY,
+  info TEXT NOT NULL,
+  first_seen TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS arrays (
   job_key TEXT NOT NULL REFERENCES jobs(job_key) ON DELETE CASCADE,
@@ -106,7 +115,9 @@ ADDED_COLUMNS = {
         "models_trained INTEGER",
         "model_cache_hits INTEGER",
         "failed_attempts INTEGER NOT NULL DEFAULT 0",
+        "machine TEXT",
     ],
+    "attempts": ["machine TEXT"],
     "metrics": ["direction TEXT"],
 }
 """Columns added since the first store format: added in place to an older store."""
@@ -132,6 +143,7 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._run_hosts: dict[int, tuple[str, str | None]] = {}
         try:
             self._conn = sqlite3.connect(self.path, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -190,7 +202,33 @@ class Store:
                     platform.node(),
                 ),
             )
+            if machine.get("fingerprint"):
+                from benchmark.provenance import identity
+
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO machines (fingerprint, info, first_seen)"
+                    " VALUES (?, ?, ?)",
+                    (
+                        machine["fingerprint"],
+                        json.dumps(identity(machine), sort_keys=True),
+                        _now(),
+                    ),
+                )
         return int(cursor.lastrowid)
+
+    def _machine_of(self, run_id: int, outcome: Outcome) -> str | None:
+        """The fingerprint of the machine that computed ``outcome``: its run's (the
+        coordinator's) when the worker ran on the coordinator's host; ``None`` for a worker
+        elsewhere (a Ray node) or an outcome no worker returned (a time limit)."""
+        if run_id not in self._run_hosts:
+            row = self._conn.execute(
+                "SELECT host, machine FROM runs WHERE run_id=?", (run_id,)
+            ).fetchone()
+            machine = json.loads(row[1]) if row else {}
+            self._run_hosts[run_id] = (row[0] if row else "", machine.get("fingerprint"))
+        host, fingerprint = self._run_hosts[run_id]
+        worker_host = outcome.worker.rpartition(":")[0]
+        return fingerprint if worker_host and worker_host == host else None
 
     def mark_abandoned_runs(self) -> list[tuple[int, str]]:
         """Runs left ``running`` by a coordinator of this host that no longer exists (``kill
@@ -246,7 +284,7 @@ class Store:
             if outcome.status == "failed":
                 self._conn.execute(
                     "INSERT INTO attempts (job_key, run_id, error, duration_s, device, threads,"
-                    " worker, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " worker, finished_at, machine) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job.key,
                         run_id,
@@ -256,6 +294,7 @@ class Store:
                         outcome.threads,
                         outcome.worker,
                         _now(),
+                        self._machine_of(run_id, outcome),
                     ),
                 )
                 stored = self._conn.execute(
@@ -289,6 +328,7 @@ class Store:
             "models_trained": outcome.models_trained,
             "model_cache_hits": outcome.model_cache_hits,
             "failed_attempts": (previous[0] or 0) if previous else 0,
+            "machine": self._machine_of(run_id, outcome),
         }
         for kind in KINDS:
             comp = getattr(job, kind)
@@ -353,6 +393,12 @@ class Store:
     def runs(self) -> pd.DataFrame:
         """One row per ``bench run`` invocation, newest last."""
         return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self._conn)
+
+    def machines(self) -> dict[str, dict[str, Any]]:
+        """``fingerprint -> what it stands for`` (``benchmark.provenance.identity``) of every
+        machine a run of this store was coordinated from."""
+        rows = self._conn.execute("SELECT fingerprint, info FROM machines ORDER BY fingerprint")
+        return {fingerprint: json.loads(info) for fingerprint, info in rows}
 
     def arrays(self, job_key: str) -> dict[str, Any]:
         """Per-job arrays (confusion matrices, per-class values, curves) decoded from JSON."""

@@ -341,6 +341,54 @@ def test_undefined_scores_are_counted_not_averaged(data, model):
         evaluate_quantus(make_context(data, model, flat), n_images=4)
 
 
+@pytest.mark.parametrize(
+    ("metric", "params"),
+    [
+        ("Sparseness", {}),  # a score per image
+        ("PixelFlipping", {"features_in_step": 56}),  # a curve per image, reduced to its area
+        ("MPRT", {}),  # per-image lists by layer
+        ("Sufficiency", {}),  # batch-level by design, but still one score per image
+    ],
+)
+def test_per_image_scores_are_returned_and_their_mean_is_the_metric(data, model, metric, params):
+    n = 5
+    ev = evaluate_quantus(
+        make_context(data, model), metric=metric, metric_params=params, n_images=n
+    )
+    ev.check()
+    (name,) = ev.metrics
+    assert list(ev.per_image) == [name]
+    scores = ev.per_image[name]
+    assert isinstance(scores, np.ndarray) and scores.shape == (n,) and scores.dtype == np.float64
+    assert np.all(np.isfinite(scores))
+    assert ev.metrics[name] == pytest.approx(scores.mean(), rel=1e-12)
+    assert np.array_equal(scores, per_image(ev))  # the same numbers as the JSON copy
+
+
+def test_per_image_keeps_undefined_images_as_nan_and_batch_curves_have_none(data, model):
+    def one_flat_map(model_, x_, target_):
+        a = gradient(model_, x_, target_)
+        a[0] = 0.0  # a constant map has no correlation with anything
+        return a
+
+    ev = evaluate_quantus(
+        make_context(data, model, one_flat_map),
+        metric_params={"nr_runs": 5, "subset_size": 50},
+        n_images=4,
+    )
+    scores = ev.per_image["faithfulness_correlation"]
+    assert scores.shape == (4,) and np.isnan(scores[0]) and np.all(np.isfinite(scores[1:]))
+    assert ev.metrics["faithfulness_correlation"] == pytest.approx(np.nanmean(scores), rel=1e-12)
+    # SensitivityN correlates across images: no score belongs to one image
+    sensitivity_n = evaluate_quantus(
+        make_context(data, model),
+        metric="SensitivityN",
+        metric_params={"features_in_step": 56, "n_max_percentage": 0.5},
+        n_images=6,
+    )
+    assert sensitivity_n.per_image == {} and np.isfinite(sensitivity_n.metrics["sensitivity_n"])
+
+
 # -- names, errors, directions, registration --------------------------------------------------
 
 

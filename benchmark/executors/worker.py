@@ -176,6 +176,63 @@ def _split_on(split: Split, device: torch.device) -> Split:
     )
 
 
+PER_IMAGE_KIND = "per_image"
+"""Artifact kind of a job's per-image arrays (``Evaluation.per_image``), keyed by job key."""
+PER_IMAGE_SPREAD = "per_image_spread"
+"""Name of the stored array ``{score: {"mean", "std", "n"}}`` summing up a job's per-image
+scores: the spread over images that ``benchmark.independence`` compares with the spread over
+seeds."""
+
+
+def per_image_tensors(per_image: dict[str, Any], evaluator: Component) -> dict[str, torch.Tensor]:
+    """Each per-image array as a CPU tensor (what the cache reads back with ``weights_only``),
+    checked: numeric, at least one axis, the same number of images (first axis) in all."""
+    who = f"evaluator '{evaluator.label}'"
+    where = defined_at(evaluator.spec.factory)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in per_image.items():
+        try:
+            if isinstance(value, torch.Tensor):
+                tensor = value.detach().cpu().clone()
+            else:
+                tensor = torch.from_numpy(np.array(value))
+        except (TypeError, ValueError) as exc:
+            raise ContractError(
+                f"{who}: per_image[{name!r}] is not a numeric array ({exc})", where
+            ) from None
+        if tensor.ndim == 0:
+            raise ContractError(
+                f"{who}: per_image[{name!r}] is a scalar; per-image arrays have the image as "
+                "their first axis (a score (N,), a curve (N, T)); put a scalar in metrics",
+                where,
+            )
+        out[str(name)] = tensor
+    sizes = {name: int(t.shape[0]) for name, t in out.items()}
+    if len(set(sizes.values())) > 1:
+        raise ContractError(
+            f"{who}: per_image arrays disagree on the number of images: {sizes}", where
+        )
+    return out
+
+
+def per_image_spread(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+    """``{name: {"mean", "std", "n"}}`` over the finite values of every one-axis per-image
+    score (``std`` with ddof=1, as the leaderboard's spread over seeds; ``None`` below two)."""
+    spread: dict[str, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        if tensor.ndim != 1 or tensor.is_complex():
+            continue
+        values = tensor.double().numpy()
+        values = values[np.isfinite(values)]
+        n = int(values.size)
+        spread[name] = {
+            "mean": float(values.mean()) if n else None,
+            "std": float(values.std(ddof=1)) if n > 1 else None,
+            "n": n,
+        }
+    return spread
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """What a worker needs besides the jobs: everything here is plain data, so it travels."""
@@ -232,6 +289,10 @@ class Worker:
             check_metrics(outcome.metrics, comps["evaluator"].label, spec)
             outcome.directions = {m: spec.directions[m] for m in outcome.metrics}
             outcome.arrays = jsonable(evaluation.arrays)
+            if evaluation.per_image:
+                outcome.arrays[PER_IMAGE_SPREAD] = self._keep_per_image(
+                    job, evaluation.per_image, comps["evaluator"]
+                )
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # the user's Ctrl-C reaches a serial run as RunInterrupted, which is not caught here
             outcome.status, outcome.error = "failed", short_error(exc)
@@ -401,6 +462,16 @@ class Worker:
         except ValueError as exc:
             raise ContractError(f"evaluator '{evaluator.label}': {exc}") from None
         return evaluation
+
+    def _keep_per_image(
+        self, job: Job, per_image: dict[str, Any], evaluator: Component
+    ) -> dict[str, dict[str, Any]]:
+        """Save an evaluation's per-image arrays in the artifact cache (kind ``per_image``,
+        keyed by the job's key: curves of every image are too large for the results store)
+        and return what the store keeps of them, each per-image score's spread."""
+        tensors = per_image_tensors(per_image, evaluator)
+        self.cache.save(PER_IMAGE_KIND, job.key, tensors, meta={"job": job.record()})
+        return per_image_spread(tensors)
 
     def _explainer(self, comps: dict[str, Component]) -> Callable[..., torch.Tensor]:
         """The job's explainer, contract-checked and cached per (model, explainer, inputs)."""

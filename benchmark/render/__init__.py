@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.leaderboard import Leaderboard
 from benchmark.render import markdown
 from benchmark.render.paths import slug
 
 
 def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None) -> Path:
-    """Write ``README.md`` (ranked tables), ``results.csv`` (every aggregated cell), the
-    evaluators' summary figures under ``figures/``, the site's ``data.json`` and
+    """Write ``README.md`` (ranked tables), ``results.csv`` (every aggregated cell),
+    ``seeds.csv`` (every planned job's own values, one row per seed), the evaluators' summary
+    figures under ``figures/``, the site's ``data.json`` and
     ``index.html``, and refresh the site's ``index.html`` over every suite of ``out_dir``."""
     from benchmark.render import site, site_data
 
@@ -28,11 +32,37 @@ def write(lb: Leaderboard, out_dir: str | Path, columns: list[str] | None = None
         ["dataset", "rank", "model", "debiaser", "explainer", "metric"], na_position="last"
     )
     cells.to_csv(target / "results.csv", index=False, float_format="%.6g")
+    seeds_frame(lb).to_csv(target / "seeds.csv", index=False)
     document = site_data.build(lb, columns, figures, figure_errors)
     pages = site.write_suite(document, target)
-    record_written(target, ["README.md", "results.csv", *figures, *pages])
+    record_written(target, ["README.md", "results.csv", "seeds.csv", *figures, *pages])
     site.write_index(Path(out_dir))
     return target
+
+
+SEED_COLUMNS = (*KINDS, "seed", "status", "job_key")
+"""What identifies a row of ``seeds.csv``; the metric columns follow."""
+
+
+def seeds_frame(lb: Leaderboard) -> pd.DataFrame:
+    """One row per planned job (``Leaderboard.jobs``): its labels, seed, status (ok, failed,
+    missing), job key and the value of every metric it stored, so a reader can recompute any
+    cell of ``results.csv`` or test over seeds. Metric columns are named as in ``results.csv``
+    (``evaluator.metric`` where two evaluators share a name), in its order; a job leaves the
+    other evaluators' columns empty. Values are written at full precision (they are data)."""
+    known = list(dict.fromkeys(lb.cells["metric"]))
+    rows = []
+    for job in lb.jobs.to_dict("records"):
+        row = {column: job[column] for column in SEED_COLUMNS}
+        for metric, value in job["values"].items():
+            shared = f"{job['evaluator']}.{metric}"
+            row[shared if shared in known else metric] = value
+        rows.append(row)
+    found = {column for row in rows for column in row}
+    metrics = [c for c in known if c in found]
+    metrics += sorted(found - set(metrics) - set(SEED_COLUMNS))  # stored, not in the suite now
+    frame = pd.DataFrame(rows, columns=[*SEED_COLUMNS, *metrics])
+    return frame.sort_values([*KINDS, "seed"], na_position="first", kind="stable")
 
 
 MANIFEST = ".bench-written.json"

@@ -5,7 +5,8 @@ One document per suite (``leaderboards/<suite>/data.json``, schema
 there is none: JSON has no NaN); each cell also carries its ``text``, written by the same
 formatter as the Markdown page (``benchmark.render.cells``), so the two outputs cannot show
 different strings for one cell. Every row holds every seed's job: key, status, error, values,
-duration, device and threads, the components' names, versions and parameters, and the
+duration, device, threads and machine fingerprint, the components' names, versions and
+parameters, and the
 ``bench run`` command whose ``-k`` selects exactly that row's jobs. The schema is generated from
 the pydantic models below, so code and schema cannot drift (``tests/test_site_data.py``
 validates published documents with ``jsonschema``, an independent validator).
@@ -73,6 +74,11 @@ class SeedJob(_Strict):
     duration_s: float | None
     device: str | None
     threads: int | None
+    machine: str | None = Field(
+        None,
+        description="fingerprint of the machine that computed it (provenance.machines); "
+        "null where not recorded",
+    )
     finished_at: str | None
     values: dict[str, float]
 
@@ -129,6 +135,7 @@ class Run(_Strict):
 class Condition(_Strict):
     device: str
     threads: int | None
+    machine: str | None = Field(None, description="machine fingerprint, where recorded")
     jobs: int
 
 
@@ -137,6 +144,11 @@ class Provenance(_Strict):
     git_revision: str | None = Field(description="HEAD of the checkout that published this")
     git_dirty: bool | None = Field(description="whether code outside leaderboards/ differed")
     runs: list[Run]
+    machines: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="machine fingerprint -> CPU model, instruction sets, torch / NumPy builds "
+        "and GPUs it stands for (benchmark.provenance), of every run shown",
+    )
     conditions: list[Condition]
     kept_after_failure: int
 
@@ -292,6 +304,7 @@ def build(
                         duration_s=_number(job["duration_s"]),
                         device=_text(job["device"]),
                         threads=None if _number(job["threads"]) is None else int(job["threads"]),
+                        machine=_text(job.get("machine")),
                         finished_at=_text(job["finished_at"]),
                         values=job["values"],
                     )
@@ -369,6 +382,7 @@ def build(
         Condition(
             device=str(c["device"]),
             threads=None if pd.isna(c["threads"]) else int(c["threads"]),
+            machine=_text(c.get("machine")),
             jobs=int(c["jobs"]),
         )
         for c in lb.conditions.to_dict("records")
@@ -388,10 +402,23 @@ def build(
             git_revision=revision,
             git_dirty=dirty,
             runs=runs,
+            machines=_machines(runs),
             conditions=conditions,
             kept_after_failure=lb.kept_after_failure,
         ),
     )
+
+
+def _machines(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """``fingerprint -> identity`` of the runs' machines (runs from before fingerprints have
+    none)."""
+    from benchmark.provenance import identity
+
+    return {
+        run.machine["fingerprint"]: identity(run.machine)
+        for run in runs
+        if run.machine.get("fingerprint")
+    }
 
 
 def schema() -> dict[str, Any]:

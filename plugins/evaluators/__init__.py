@@ -11,6 +11,7 @@ from plugins.evaluators import (
     data_randomisation,
     fairness,
     faithfulness,
+    meta_evaluation,
     model_randomisation,
     quantus,
     road,
@@ -29,6 +30,7 @@ MODULES = (
     faithfulness,
     road,
     quantus,
+    meta_evaluation,
 )
 """Every evaluator module, each exposing ``specs()``; registered in this order."""
 

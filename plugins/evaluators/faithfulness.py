@@ -32,6 +32,12 @@ Quantus 0.6.0 ``PixelFlipping`` and ``RegionPerturbation`` (curves equal to 1e-6
   Samek perturbs a 9x9 window around each most relevant pixel (windows may overlap); Quantus
   and we tile the image, so each step removes exactly one region.
 
+Per image (``Evaluation.per_image``, kept in the artifact cache, read back with
+``benchmark.api``): each evaluator returns its score of every image (``auc``, ``aopc``:
+their mean is the metric) and every image's curve (``curve`` ``(N, T)``, region
+perturbation's ``drop_curve`` ``(N, L + 1)``), row ``i`` being test image ``i``; the stored
+arrays keep the mean curve, which the figures draw.
+
 Quantus 0.6.0 points where these differ on purpose (all checked in the installed source):
 
 1. ``helpers/utils.py`` ``calculate_auc`` calls ``np.trapz``, removed in NumPy 2.4 (here:
@@ -224,7 +230,8 @@ def evaluate_pixel_flipping(
         "curve": curve.mean(0).tolist(),
         "fractions": fractions,
     }
-    return Evaluation({"auc": float(auc.mean())}, arrays)
+    per_image = {"auc": auc, "curve": curve.cpu().numpy()}
+    return Evaluation({"auc": float(auc.mean())}, arrays, per_image)
 
 
 def insertion_deletion(
@@ -268,7 +275,8 @@ def insertion_deletion(
         "curve": curve.mean(0).tolist(),
         "fractions": fractions.tolist(),
     }
-    return Evaluation({"auc": float(auc.mean())}, arrays)
+    per_image = {"auc": auc, "curve": curve.cpu().numpy()}
+    return Evaluation({"auc": float(auc.mean())}, arrays, per_image)
 
 
 def evaluate_deletion(
@@ -334,7 +342,8 @@ def evaluate_region_perturbation(
         "drop_curve": (outputs[:, :1] - outputs).mean(0).tolist(),
         "regions_removed": list(range(outputs.shape[1])),
     }
-    return Evaluation({"aopc": float(scores.mean())}, arrays)
+    per_image = {"aopc": scores, "drop_curve": (outputs[:, :1] - outputs).cpu().numpy()}
+    return Evaluation({"aopc": float(scores.mean())}, arrays, per_image)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,10 @@ ours at ``100 - p``). Per image and point: whether the model still predicts the 
 (accuracy) and the target's softmax probability. Areas are the trapezoid over ``p / 100``
 divided by the span (the curve's mean height): ``morf_auc`` (lower is better), ``lerf_auc``
 (higher), ``lerf_minus_morf`` (higher: the gap the paper reads as faithfulness), and the same
-three on probabilities (``*_prob_*``). Ranking and ties are ``benchmark.kit.ranking``'s (the
+three on probabilities (``*_prob_*``). Per image (``Evaluation.per_image``, read back with
+``benchmark.api``): the six areas of every image (their means are the metrics) and its four
+curves ``morf_accuracy``, ``lerf_accuracy``, ``morf_probability``, ``lerf_probability``, each
+``(N, P)``, row ``i`` being test image ``i``. Ranking and ties are ``benchmark.kit.ranking``'s (the
 faithfulness metrics' tie seed); the reference breaks ties by a fixed 1e-4 random perturbation
 of the map.
 
@@ -308,6 +311,7 @@ def evaluate_road(
     fractions = [float(p) / 100 for p in percentages]
     metrics: dict[str, float] = {}
     arrays: dict[str, Any] = {"percentages": [float(p) for p in percentages]}
+    per_image: dict[str, np.ndarray] = {}
     for suffix, curves in (("", correct), ("_prob", probability)):
         area = {o: normalised_auc(curves[:, i], fractions) for i, o in enumerate(ORDERS)}
         gap = area["lerf"] - area["morf"]
@@ -316,9 +320,12 @@ def evaluate_road(
             metrics[f"{o}{suffix}_auc"] = float(area[o].mean())
             arrays[f"{o}{suffix}_auc"] = area[o].tolist()
             arrays[f"{o}_{name}"] = curves[:, i].mean(0).tolist()
+            per_image[f"{o}{suffix}_auc"] = area[o]
+            per_image[f"{o}_{name}"] = curves[:, i].numpy()
         metrics[f"lerf_minus_morf{suffix}"] = float(gap.mean())
         arrays[f"lerf_minus_morf{suffix}"] = gap.tolist()
-    return Evaluation(metrics, arrays)
+        per_image[f"lerf_minus_morf{suffix}"] = gap
+    return Evaluation(metrics, arrays, per_image)
 
 
 FIGURE_PANELS = (

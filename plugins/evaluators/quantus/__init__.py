@@ -38,8 +38,10 @@ from what Quantus returns:
 Anything else raises a ``ValueError`` naming the metric and the shape it returned. Images
 whose score is NaN or infinite (a constant map under a correlation, a changed prediction with
 ``return_nan_when_prediction_changes``) are left out of the mean and counted in
-``arrays["n_undefined"]``; if none is left the job fails. ``arrays`` holds the per-image
-scores, Quantus's raw output (JSON-ready), the reduction used and the Quantus version.
+``arrays["n_undefined"]``; if none is left the job fails. ``Evaluation.per_image`` holds the
+per-image scores under the metric's name (an ``(N,)`` array, NaN where undefined, so its
+``nanmean`` is the metric; SensitivityN has none); ``arrays`` holds them too as JSON, with
+Quantus's raw output, the reduction used and the Quantus version.
 
 Directions come from each class's ``score_direction`` in Quantus 0.6.0 (``QUANTUS_DIRECTIONS``,
 checked against the installed classes by the tests), with two corrections (defect 9). A
@@ -52,15 +54,22 @@ The package, in the order a call goes through it:
   each is better (the spec's directions); metric names.
 * ``calls``: a metric's constructor arguments checked and completed, the job's explainer behind
   Quantus's ``explain_func``, and the guarded call itself.
-* ``guards``: the thirteen Quantus 0.6.0 defects the adapter protects against ("defect N"
+* ``guards``: the fourteen Quantus 0.6.0 defects the adapter protects against ("defect N"
   anywhere in the package is the N-th of that list), and the protections.
 * ``scores``: from what Quantus returns to one score per image, and JSON for the store.
 * ``evaluator``: ``evaluate_quantus`` and the ``quantus`` spec.
 
-Kept as Quantus defines it, worth knowing: ``Completeness`` tests exact float equality of the
-attribution sum and the output difference, on normalised maps by default, so it is 0 for
-practically every image; ``Continuity`` with a small ``nr_steps`` translates past the image
-border and raises an ``IndexError`` (the default 28 works on 28x28 images).
+``Infidelity`` is Yeh et al.'s single-perturbation estimator, not Quantus 0.6.0's cumulative
+one (defect 14): each term replaces one patch of the original image, checked against
+``captum.metrics.infidelity`` on the same perturbations by ``tests/test_quantus_infidelity.py``.
+
+Kept as Quantus defines it, worth knowing: Infidelity's patches are a fixed grid, not random
+squares, so with a deterministic ``perturb_baseline`` (the default ``black``, the image's
+minimum) its ``n_perturb_samples`` passes are identical and only cost time; ``Completeness``
+tests exact float equality of the attribution sum and the output difference, on normalised
+maps by default, so it is 0 for practically every image; ``Continuity`` with a small
+``nr_steps`` translates past the image border and raises an ``IndexError`` (the default 28
+works on 28x28 images).
 
 Limits: all ``n_images`` go through Quantus as one batch (memory grows with it); metrics that
 explain again do so through the runner's attribution cache, so a robustness metric stores

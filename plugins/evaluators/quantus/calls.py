@@ -27,6 +27,7 @@ from plugins.evaluators.quantus.guards import (
     capture_batches,
     numpy_aliases,
     quiet,
+    single_perturbations,
 )
 
 _LAYER_DICT: frozenset[str] = frozenset({"MPRT", "ModelParameterRandomisation"})
@@ -149,14 +150,17 @@ def quantus_explain_func(
 def run_metric(
     cls: type, kwargs: Mapping[str, Any], call: Mapping[str, Any], *, seed: int
 ) -> tuple[Any, list[list[Any]]]:
-    """Build and call the metric with every protection on; return its output and, for ROAD,
-    the per-batch results before its summary."""
+    """Build and call the metric with every protection on (Infidelity perturbing the original
+    images, defect 14); return its output and, for ROAD, the per-batch results before its
+    summary."""
     metric = cls.__name__
     device = torch.device(call["device"])
     with quiet(), numpy_aliases(), seeded(seed, device), eval_mode(call["model"]):
         instance = cls(**kwargs)
         if metric != "Sufficiency":  # Sufficiency normalises a distance matrix between images
             instance.normalise_func = PerImageNormalisation(instance.normalise_func)
+        if metric == "Infidelity":  # one perturbation per term, not an accumulation (defect 14)
+            single_perturbations(instance)
         captured = capture_batches(instance) if metric == "ROAD" else []
         try:
             return instance(**call), captured

@@ -3,8 +3,8 @@
 ``evaluate_quantus`` checks the whole request before any work (metric, parameters, target,
 reduction, the crashes Quantus would hit), then hands Quantus private numpy copies of the first
 ``n_images`` test images, their targets and the job's attributions as one batch, and reduces
-what comes back to one score per image (see the package docstring). "Defect N" is the N-th of
-``plugins.evaluators.quantus.guards``.
+what comes back to one score per image (see the package docstring), returned as the metric's
+``Evaluation.per_image`` entry. "Defect N" is the N-th of ``plugins.evaluators.quantus.guards``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def evaluate_quantus(
         cls, params, seed=seed, num_classes=context.dataset.num_classes
     )
     model = context.model
-    check_known_crashes(metric, kwargs, model)
+    check_known_crashes(metric, kwargs, model, tuple(context.dataset.test.x.shape[1:]))
     n = len(context.dataset.test.x[: int(n_images)])
     masks = _masks(context, metric, n) if metric in NEEDS_MASKS else None
 
@@ -132,7 +132,10 @@ def evaluate_quantus(
         "quantus_version": quantus_version(),
         "raw": as_json(raw),
     }
-    return Evaluation({metric_name(metric, params): float(scores[finite].mean())}, arrays)
+    name = metric_name(metric, params)
+    # one score per image (NaN where undefined), aligned with ``targets``; SensitivityN has none
+    per_image = {} if metric == "SensitivityN" else {name: scores.astype(np.float64)}
+    return Evaluation({name: float(scores[finite].mean())}, arrays, per_image=per_image)
 
 
 def returned_metric(params: Mapping[str, Any]) -> list[str]:
@@ -143,12 +146,13 @@ def returned_metric(params: Mapping[str, Any]) -> list[str]:
 
 def specs() -> list[EvaluatorSpec]:
     """The ``quantus`` evaluator; its parameters are ``evaluate_quantus``'s, its version carries
-    the installed Quantus's (a Quantus upgrade is a new cache key)."""
+    the installed Quantus's (a Quantus upgrade is a new cache key). Version 2: Infidelity
+    perturbs the original images (defect 14), and per-image scores are returned."""
     description = (
         "any Quantus metric by class name (metric, metric_params): per-image scores, "
         "batch-independent normalisation, seeded"
     )
-    version = f"1+quantus{quantus_version()}"
+    version = f"2+quantus{quantus_version()}"
     spec = evaluator_spec(
         "quantus",
         evaluate_quantus,

@@ -1,11 +1,12 @@
 """The Quantus 0.6.0 defects the ``quantus`` evaluator protects against, and the protections.
 
 Each defect is confirmed in the installed source (paths under ``quantus/``) and, where it
-changes numbers, by ``tests/test_quantus_adapter.py``; the rest of the package refers to them
-as "defect N". Where each protection lives: here, 2, 4, 10 and 13 and the batch capture of 3;
-``calls``, 5 to 8, 10 and 11 (the constructor arguments and the guarded call, seeded by
-``benchmark.kit.seeding.seeded`` and in ``benchmark.kit.evaluation.eval_mode``); ``scores``, 3
-and 6; ``catalogue``, 9 and 12; ``evaluator`` and ``calls``, the private copies of 1.
+changes numbers, by ``tests/test_quantus_adapter.py`` (14: ``tests/test_quantus_infidelity.py``);
+the rest of the package refers to them as "defect N". Where each protection lives: here, 2, 4,
+10, 13 and 14 and the batch capture of 3; ``calls``, 5 to 8, 10, 11 and where 14 is installed
+(the constructor arguments and the guarded call, seeded by ``benchmark.kit.seeding.seeded`` and
+in ``benchmark.kit.evaluation.eval_mode``); ``scores``, 3 and 6; ``catalogue``, 9 and 12;
+``evaluator`` and ``calls``, the private copies of 1.
 
 1. Inputs modified in place. ``metrics/complexity/sparseness.py`` ``Sparseness.evaluate_batch``
    (``a_batch += 1e-07``) and ``metrics/complexity/complexity.py`` ``Complexity.evaluate_batch``
@@ -76,7 +77,28 @@ and 6; ``catalogue``, 9 and 12; ``evaluator`` and ``calls``, the private copies 
     ``features_in_step`` other than 1 (it compares one prediction per step with one attribution
     per feature); ``InputInvariance`` through ``PyTorchModel.add_mean_shift_to_first_layer``,
     which takes the model's first submodule to be a convolution (seed-cnn's is a
-    ``Sequential``).
+    ``Sequential``); ``Infidelity.evaluate_batch`` with a ``perturb_patch_sizes`` entry that
+    does not divide the image's height and width (it replaces patches of the unpadded image
+    at indices of the edge-padded one, then reshapes the result to the padded shape).
+14. Cumulative Infidelity. Yeh et al. ("On the (In)fidelity and Sensitivity of Explanations",
+    NeurIPS 2019, Definition 2.1) define ``INFD = E_I[(I^T Phi(x) - (f(x) - f(x - I)))^2]``:
+    each sample is one perturbation ``I`` of the original image. Their code
+    (``chihkuanyeh/saliency_evaluation``, ``infid_sen_utils.py`` ``get_imageset``) zeroes one
+    square per copy of the image; Captum's ``captum.metrics.infidelity`` takes one
+    ``(I, x - I)`` per sample from its ``perturb_func``. Quantus 0.6.0
+    ``metrics/faithfulness/infidelity.py`` ``Infidelity.evaluate_batch`` starts from
+    ``x_perturbed = x_batch.copy()`` once per sample and patch size (line 357), then for each
+    patch of ``utils.get_block_indices`` (a fixed row-major grid) calls
+    ``perturb_func(arr=x_perturbed..., indices)`` on the already perturbed images and keeps the
+    result (lines 369-381): the k-th term compares ``f(x) - f(x - I_k)`` with ``a . I_k`` where
+    ``I_k`` has the first k patches replaced. That is a deletion curve, not Yeh's estimator,
+    and it can rank explanations differently (the "Trust" issue found gradient and integrated
+    gradients swapping places). The adapter gives Quantus's ``perturb_func`` the batch's
+    original images at every call (``single_perturbations``), so every term replaces one patch
+    of the original image and the loss is Yeh's, with ``I`` uniform over the grid's patches
+    (each size in ``perturb_patch_sizes`` weighted equally, as Quantus averages them) and the
+    baseline's own randomness. Every Infidelity parameter keeps its Quantus meaning; Quantus's
+    cumulative quantity is not offered.
 """
 
 from __future__ import annotations
@@ -136,8 +158,14 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def check_known_crashes(metric: str, kwargs: Mapping[str, Any], model: torch.nn.Module) -> None:
-    """A clear error, before any work, where Quantus 0.6.0 would crash with an obscure one."""
+def check_known_crashes(
+    metric: str,
+    kwargs: Mapping[str, Any],
+    model: torch.nn.Module,
+    image_shape: tuple[int, ...],
+) -> None:
+    """A clear error, before any work, where Quantus 0.6.0 would crash with an obscure one
+    (defect 13); ``image_shape`` is one image's ``(C, H, W)``."""
     if metric == "NonSensitivity" and kwargs.get("features_in_step", 1) != 1:
         raise ValueError(
             "Quantus metric 'NonSensitivity' only works with features_in_step=1 in Quantus "
@@ -151,6 +179,16 @@ def check_known_crashes(metric: str, kwargs: Mapping[str, Any], model: torch.nn.
                 "Quantus metric 'InputInvariance' shifts the bias of the model's first "
                 "submodule (PyTorchModel.add_mean_shift_to_first_layer), which must be a "
                 f"convolution; this model's is {type(first).__name__}"
+            )
+    if metric == "Infidelity":
+        height, width = image_shape[-2:]
+        sizes = kwargs.get("perturb_patch_sizes") or [4]  # Quantus's default
+        bad = [int(s) for s in sizes if height % int(s) or width % int(s)]
+        if bad:
+            raise ValueError(
+                f"Quantus metric 'Infidelity': perturb_patch_sizes {bad} do not divide the "
+                f"{height}x{width} images; Quantus 0.6.0 crashes on padded patches "
+                "(Infidelity.evaluate_batch reshapes the unpadded image to the padded shape)"
             )
 
 
@@ -166,3 +204,43 @@ def capture_batches(metric: Any) -> list[list[Any]]:
 
     metric.custom_postprocess = custom_postprocess
     return captured
+
+
+def single_perturbations(metric: Any) -> None:
+    """Make a Quantus ``Infidelity`` instance perturb the original images at every step (defect 14).
+
+    ``evaluate_batch`` is wrapped so that, for that batch, ``perturb_func`` is called with the
+    batch's unperturbed images instead of the images the previous patches already changed;
+    Quantus keeps the rest of its arithmetic (patch grid, baseline, ``x - x_perturbed``, the
+    loss, the means over patches, sizes and samples), which then is Yeh et al.'s estimator.
+
+    Why this rather than the alternatives: no Quantus parameter turns the accumulation off, so a
+    refusal would have to refuse Infidelity outright; a batched Infidelity of our own would
+    duplicate Quantus's parameters (patch sizes, baselines, perturbation functions, loss) and be
+    a second implementation to keep in step. Substituting the one input that is wrong keeps
+    Quantus the reference and every parameter meaningful, and
+    ``tests/test_quantus_infidelity.py`` holds the result to ``captum.metrics.infidelity`` fed
+    the same perturbations. The original is taken from each batch as ``evaluate_batch`` gets it,
+    so it holds for any ``batch_size``.
+    """
+    evaluate_batch = metric.evaluate_batch
+    perturb = metric.perturb_func
+
+    def evaluate_batch_from_originals(*args: Any, x_batch: np.ndarray, **kwargs: Any) -> Any:
+        original = np.array(x_batch).reshape(len(x_batch), -1)
+
+        def perturb_original(arr: np.ndarray, indices: np.ndarray, **perturb_kwargs: Any) -> Any:
+            if arr.shape != original.shape:
+                raise RuntimeError(
+                    f"Infidelity perturbed an array of shape {arr.shape}, not the batch's "
+                    f"{original.shape}: Quantus's evaluate_batch changed; see defect 14"
+                )
+            return perturb(arr=original.copy(), indices=indices, **perturb_kwargs)
+
+        metric.perturb_func = perturb_original
+        try:
+            return evaluate_batch(*args, x_batch=x_batch, **kwargs)
+        finally:
+            metric.perturb_func = perturb
+
+    metric.evaluate_batch = evaluate_batch_from_originals

@@ -1,0 +1,679 @@
+"""Which evaluator to trust: the reliability of every explanation metric as an instrument.
+
+A leaderboard ranks explainers by a metric; whether that ranking means anything depends on the
+metric. Tomsett, Harborne, Chakraborty, Gurram & Preece, "Sanity Checks for Saliency Metrics"
+(AAAI 2020, sec. 3) borrow three reliability measures from psychometrics, and Hedström,
+Bommer, Wickstrøm, Samek, Lapuschkin & Höhne, "The Meta-Evaluation Problem in Explainable AI:
+Identifying Reliable Estimators with MetaQuantus" (TMLR 2023) add two failure modes under
+perturbation. This module computes them from stored results only (the leaderboard's jobs, their
+arrays, optionally their per-image scores) and returns one plain row per metric
+(:func:`reliability_table`); :func:`markdown` renders the rows, every cell escaped.
+
+Definitions (``L`` explainers; a *ranking* is the order of the explainers by the metric within
+one (dataset, model, debiaser, seed) cell, rank 1 the best, ties averaged):
+
+* **Krippendorff's alpha** (:func:`krippendorff_alpha`; Krippendorff, "Computing Krippendorff's
+  Alpha-Reliability", 2011): with the coincidence matrix
+  ``o_ck = sum_u (number of c-k pairs of values in unit u) / (m_u - 1)`` over units with
+  ``m_u >= 2`` values, ``n_c = sum_k o_ck``, ``n = sum_c n_c``,
+  ``alpha = 1 - (n - 1) * sum_ck o_ck d2_ck / sum_ck n_c n_k d2_ck``, with the squared
+  difference ``d2`` of the level: nominal ``[c != k]``, ordinal
+  ``(sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``, interval ``(c - k)^2``, ratio
+  ``((c - k) / (c + k))^2``. Missing values are NaN. 1 is perfect agreement, 0 agreement at
+  chance; undefined (NaN) when every pairable value is the same.
+* **Inter-rater reliability** (Tomsett et al., eq. 1): ordinal alpha of the rankings, the
+  *units* being the explainers of a cell and the *raters* the repeats that should not matter:
+  seeds (``alpha_seeds``), ROAR / KAR retraining seeds from the stored ``auc_per_seed``
+  (``alpha_retrain_seeds``), models, debiasers, datasets, and, where per-image scores are
+  given, test images (``alpha_images``: Tomsett et al.'s own choice of rater). Cells are
+  pooled: a unit is one explainer in one cell of the other factors (across seeds: one
+  explainer for one (dataset, model, debiaser)), so one alpha covers the whole suite.
+* **Inter-method reliability** (Tomsett et al., sec. 3.2): the mean Spearman correlation over
+  explainers between two metrics that claim to measure the same property (``PROPERTIES``),
+  both oriented so that "better" is larger, per cell, averaged over cells and partners.
+* **Internal consistency** (Tomsett et al., sec. 3.3, here with test images as the items of
+  the test): Cronbach's alpha ``k / (k - 1) * (1 - sum_i var(s_i) / var(sum_i s_i))`` over the
+  ``k`` images of a cell, the explainers being the cases (variances ddof=1), averaged over
+  cells. It is high when images agree on which explainer scores higher; like any Cronbach's
+  alpha it grows with ``k`` (Spearman-Brown), so compare metrics at the same image count.
+* **MetaQuantus** (from the ``meta-evaluation`` evaluator, ``plugins.evaluators.
+  meta_evaluation``, which states the per-job definitions): mean over its jobs of each scoring
+  function's ``resilience`` (IAC_NR), ``reactivity`` (IAC_AR) and ``worse_under_disruption``
+  (IEC_AR); ``rank_resilience`` (IEC_NR) is computed here, because it compares explainers:
+  the share of explainers whose rank among the explainers of a cell is the same under a minor
+  perturbation as without it, averaged over perturbations, tests and cells. Deviation:
+  MetaQuantus ranks per image; the evaluator stores per-draw means over the images it kept, so
+  this ranks the means. ``meta_consistency`` is the mean of the four (MetaQuantus's MC).
+
+Why by hand: the ``krippendorff`` package (PyPI, 0.9.0) is GPL-3.0-or-later, which this MIT
+project cannot take as a dependency; the formula above is 30 lines. ``tests/test_reliability.py``
+holds it to Krippendorff's (2011) worked example (nominal 0.743, ordinal 0.815, interval 0.849,
+ratio 0.797, four coders, twelve units, missing values).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from benchmark.render.escape import md, md_code
+
+Level = Literal["nominal", "ordinal", "interval", "ratio"]
+LEVELS: tuple[Level, ...] = ("nominal", "ordinal", "interval", "ratio")
+
+CELL = ("dataset", "model", "debiaser", "seed")
+"""What identifies one ranking of explainers."""
+ACROSS = {"seeds": "seed", "models": "model", "debiasers": "debiaser", "datasets": "dataset"}
+"""Table column suffix -> the job field whose values act as raters."""
+
+PROPERTIES: Mapping[str, tuple[str, ...]] = {
+    "faithfulness": (
+        "pixel-flipping.auc",
+        "deletion.auc",
+        "insertion.auc",
+        "region-perturbation.aopc",
+        "road.lerf_minus_morf",
+        "roar.auc",
+        "kar.auc",
+        "quantus.pixel_flipping",
+        "quantus.faithfulness_correlation",
+        "quantus.region_perturbation",
+    ),
+    "complexity": ("quantus.sparseness", "quantus.complexity", "quantus.effective_complexity"),
+}
+"""Metrics that claim to measure the same property (``evaluator name.metric``), for
+inter-method reliability."""
+
+META_EVALUATOR = "meta-evaluation"
+"""The evaluator name whose jobs feed the MetaQuantus columns."""
+META_TARGETS: Mapping[str, tuple[str, str]] = {
+    "pixel-flipping": ("pixel-flipping", "auc"),
+    "deletion": ("deletion", "auc"),
+    "insertion": ("insertion", "auc"),
+    "sparseness": ("quantus", "sparseness"),
+    "complexity": ("quantus", "complexity"),
+}
+"""Scoring function of the meta-evaluation -> the (evaluator name, metric) it stands for."""
+META_METRICS = ("resilience", "reactivity", "worse_under_disruption")
+
+COLUMNS = (
+    "column",
+    "evaluator",
+    "metric",
+    "direction",
+    "property",
+    "n_explainers",
+    "n_repeats",
+    "alpha_seeds",
+    "alpha_retrain_seeds",
+    "alpha_models",
+    "alpha_debiasers",
+    "alpha_datasets",
+    "alpha_images",
+    "internal_consistency",
+    "inter_method",
+    "resilience",
+    "reactivity",
+    "rank_resilience",
+    "worse_under_disruption",
+    "meta_consistency",
+)
+"""The keys of every row, in display order; a value that cannot be assessed is ``None``."""
+
+
+# --------------------------------------------------------------------------------------------
+# The statistics.
+
+
+def _squared_differences(domain: np.ndarray, n_v: np.ndarray, level: str) -> np.ndarray:
+    c, k = domain[:, None], domain[None, :]
+    if level == "nominal":
+        return (c != k).astype(float)
+    if level == "interval":
+        return (c - k) ** 2
+    if level == "ratio":
+        total = c + k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total == 0, 0.0, ((c - k) / total) ** 2)
+    if level == "ordinal":
+        cum = np.cumsum(n_v)
+        i = np.arange(len(domain))
+        lo, hi = np.minimum(i[:, None], i[None, :]), np.maximum(i[:, None], i[None, :])
+        between = cum[hi] - cum[lo] + n_v[lo]  # sum_{g = lo..hi} n_g
+        return (between - (n_v[:, None] + n_v[None, :]) / 2) ** 2
+    raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+
+
+def krippendorff_alpha(data: Any, level: Level = "interval") -> float:
+    """Krippendorff's alpha of ``data`` (raters x units, NaN where a rater gave no value).
+
+    ``level`` is the level of measurement (nominal, ordinal, interval, ratio). NaN when it is
+    undefined: fewer than two pairable values, or all pairable values the same.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    values = np.asarray(data, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"data must be raters x units (2-D), got shape {values.shape}")
+    present = ~np.isnan(values)
+    domain = np.unique(values[present])
+    if domain.size < 2:
+        return math.nan
+    onehot = (values[:, :, None] == domain[None, None, :]) & present[:, :, None]
+    counts = onehot.sum(axis=0).astype(float)  # units x values
+    m = counts.sum(axis=1)
+    counts, m = counts[m >= 2], m[m >= 2]
+    if not len(m):
+        return math.nan
+    weighted = counts / (m - 1)[:, None]
+    coincidence = weighted.T @ counts - np.diag(weighted.sum(axis=0))
+    n_v = coincidence.sum(axis=1)
+    n = n_v.sum()
+    d2 = _squared_differences(domain, n_v, level)
+    expected = float((np.outer(n_v, n_v) * d2).sum())
+    if expected == 0:
+        return math.nan
+    return float(1.0 - (n - 1) * float((coincidence * d2).sum()) / expected)
+
+
+def ranks(values: Any, direction: str = "higher") -> np.ndarray:
+    """Rank 1 = best along the last axis (``direction`` higher or lower is better), ties
+    averaged, NaN kept NaN."""
+    values = np.asarray(values, dtype=float)
+    oriented = -values if direction == "higher" else values
+    return stats.rankdata(oriented, axis=-1, nan_policy="omit")
+
+
+def inter_rater_reliability(
+    scores: Any, direction: str = "higher", level: Level = "ordinal"
+) -> float:
+    """Tomsett et al.'s inter-rater reliability: Krippendorff's alpha of each rater's ranking
+    of the units. ``scores`` is raters x units (NaN: not scored by that rater)."""
+    return krippendorff_alpha(ranks(scores, direction), level)
+
+
+def _oriented(values: np.ndarray, direction: str) -> np.ndarray:
+    return -values if direction == "lower" else values
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rho over the pairs where both are finite; NaN below three pairs or when one
+    side is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return math.nan
+    return float(stats.spearmanr(a[keep], b[keep]).statistic)
+
+
+def inter_method_reliability(
+    scores: Mapping[str, Any], directions: Mapping[str, str] | None = None
+) -> float:
+    """Tomsett et al.'s inter-method reliability: the mean Spearman correlation over all pairs
+    of metrics (each a vector over the same units, oriented by ``directions`` so that "better"
+    is larger). NaN with fewer than two metrics or no defined pair."""
+    directions = directions or {}
+    names = list(scores)
+    rhos = [
+        spearman(
+            _oriented(np.asarray(scores[a], dtype=float), directions.get(a, "higher")),
+            _oriented(np.asarray(scores[b], dtype=float), directions.get(b, "higher")),
+        )
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
+    rhos = [r for r in rhos if math.isfinite(r)]
+    return float(np.mean(rhos)) if rhos else math.nan
+
+
+def cronbach_alpha(scores: Any) -> float:
+    """Cronbach's alpha of ``scores`` (cases x items): ``k / (k - 1) * (1 - sum of item
+    variances / variance of the case totals)``, variances ddof=1. Items with a NaN are dropped;
+    NaN below two cases or two items, or when the totals do not vary."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be cases x items (2-D), got shape {scores.shape}")
+    scores = scores[:, np.isfinite(scores).all(axis=0)]
+    cases, k = scores.shape
+    if cases < 2 or k < 2:
+        return math.nan
+    total = scores.sum(axis=1).var(ddof=1)
+    if total == 0:
+        return math.nan
+    return float(k / (k - 1) * (1 - scores.var(axis=0, ddof=1).sum() / total))
+
+
+def internal_consistency(per_image: Any, direction: str = "higher") -> float:
+    """Internal consistency of a metric over test images: Cronbach's alpha with explainers as
+    cases and images as items (``per_image`` is explainers x images). ``direction`` does not
+    change the value (flipping every item flips every total); it is accepted for symmetry."""
+    del direction
+    return cronbach_alpha(per_image)
+
+
+def rank_kept(unperturbed: Any, perturbed: Any) -> float:
+    """MetaQuantus's IEC_NR condition: the share of (explainer, column) entries whose rank
+    among the explainers (rows, ``argsort`` order as MetaQuantus) is the same in both
+    matrices (explainers x images, or explainers x 1 for means)."""
+    a = np.asarray(unperturbed, dtype=float)
+    b = np.asarray(perturbed, dtype=float)
+    if a.ndim == 1:
+        a, b = a[:, None], b[:, None]
+    if a.shape != b.shape or a.shape[0] < 2:
+        return math.nan
+    return float(
+        (np.argsort(a, axis=0, kind="stable") == np.argsort(b, axis=0, kind="stable")).mean()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# From stored results to rows.
+
+
+def _records(
+    source: Any, arrays: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
+    """Successful jobs as one frame (cell fields, explainer, evaluator label and name, values,
+    arrays, job key) and the directions known from the source."""
+    directions: dict[tuple[str, str], str] = {}
+    figure_arrays: dict[tuple, Mapping[str, Any]] = {}
+    if hasattr(source, "jobs") and isinstance(source.jobs, pd.DataFrame):
+        board = source
+        frame = board.jobs.copy()
+        cells = getattr(board, "cells", pd.DataFrame())
+        if len(cells):
+            for label, column, direction in cells[["evaluator", "metric", "direction"]].itertuples(
+                index=False
+            ):
+                directions[(label, column.removeprefix(f"{label}."))] = direction
+        for label, (_, rows) in getattr(board, "figure_inputs", {}).items():
+            for row in rows.to_dict("records"):
+                key = (row.get("dataset"), row.get("model"), row.get("debiaser"))
+                key += (row.get("explainer"), label, row.get("seed"))
+                figure_arrays[key] = row.get("arrays") or {}
+    elif isinstance(source, pd.DataFrame):
+        frame = source.copy()
+    else:
+        frame = pd.DataFrame(list(source))
+    if not len(frame):
+        empty = [*CELL, "explainer", "evaluator", "name", "values", "arrays", "job_key"]
+        return pd.DataFrame(columns=empty), directions
+    if "status" in frame:
+        frame = frame[frame["status"] == "ok"]
+    frame = frame.reset_index(drop=True)
+    for column in ("dataset", "model", "debiaser", "explainer"):
+        if column not in frame:
+            frame[column] = ""
+        frame[column] = frame[column].fillna("").astype(str)
+    if "seed" not in frame:
+        frame["seed"] = 0
+    if "job_key" not in frame:
+        frame["job_key"] = [f"job-{i}" for i in range(len(frame))]
+
+    def name_of(row: Mapping[str, Any]) -> str:
+        components = row.get("components")
+        if isinstance(components, Mapping) and isinstance(components.get("evaluator"), Mapping):
+            return str(components["evaluator"].get("name") or row["evaluator"])
+        given = row.get("evaluator_name")
+        return str(given) if isinstance(given, str) and given else str(row["evaluator"])
+
+    def arrays_of(row: Mapping[str, Any]) -> Mapping[str, Any]:
+        if arrays is not None and row["job_key"] in arrays:
+            return arrays[row["job_key"]] or {}
+        own = row.get("arrays")
+        if isinstance(own, Mapping):
+            return own
+        key = (row["dataset"], row["model"], row["debiaser"], row["explainer"])
+        return figure_arrays.get((*key, row["evaluator"], row["seed"]), {})
+
+    rows = frame.to_dict("records")
+    frame["name"] = [name_of(r) for r in rows]
+    frame["arrays"] = [arrays_of(r) for r in rows]
+    frame["values"] = [dict(r.get("values") or {}) for r in rows]
+    return frame, directions
+
+
+def _skipped(metric: str, direction: str | None) -> bool:
+    return direction == "neither" or metric.endswith("verdict") or metric == "p_value"
+
+
+def _long(frame: pd.DataFrame, directions: Mapping[tuple[str, str], str]) -> pd.DataFrame:
+    """One row per (job, metric) of the evaluators that are not the meta-evaluation."""
+    rows = []
+    for job in frame.itertuples(index=False):
+        if job.name == META_EVALUATOR:
+            continue
+        for metric, value in job.values.items():
+            if _skipped(metric, directions.get((job.evaluator, metric))):
+                continue
+            rows.append(
+                {
+                    **{c: getattr(job, c) for c in CELL},
+                    "explainer": job.explainer,
+                    "evaluator": job.evaluator,
+                    "name": job.name,
+                    "metric": metric,
+                    "value": float(value),
+                    "job_key": job.job_key,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=[*CELL, "explainer", "evaluator", "name", "metric", "value", "job_key"]
+    )
+
+
+def _pooled_alpha(
+    scores: pd.DataFrame, rater: str, group: Sequence[str], direction: str, level: Level
+) -> float | None:
+    """Alpha of rankings of explainers within each ``group`` x ``rater`` cell; the raters are
+    the values of ``rater``, the units the (group, explainer) pairs. ``None`` with fewer than
+    two raters or an undefined alpha."""
+    if scores[rater].nunique() < 2:
+        return None
+    cell = [*group, rater]
+    scores = scores.groupby([*cell, "explainer"], as_index=False)["value"].mean()
+    oriented = _oriented(scores["value"].to_numpy(dtype=float), direction)
+    scores = scores.assign(
+        rank=pd.Series(-oriented, index=scores.index)
+        .groupby([scores[c] for c in cell])
+        .rank(method="average")
+    )
+    table = scores.pivot_table(
+        index=rater, columns=[*group, "explainer"], values="rank", aggfunc="mean", dropna=False
+    )
+    alpha = krippendorff_alpha(table.to_numpy(dtype=float), level)
+    return alpha if math.isfinite(alpha) else None
+
+
+def _retrain_frame(scores: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``auc_per_seed`` of each job (ROAR / KAR), one row per retraining seed."""
+    by_key = dict(zip(frame["job_key"], frame["arrays"], strict=True))
+    rows = []
+    for job in scores.itertuples(index=False):
+        per_seed = (by_key.get(job.job_key) or {}).get("auc_per_seed")
+        if not isinstance(per_seed, Sequence) or isinstance(per_seed, str):
+            continue
+        for r, value in enumerate(per_seed):
+            rows.append({**job._asdict(), "retrain": r, "value": float(value)})
+    return pd.DataFrame(rows, columns=[*scores.columns, "retrain"])
+
+
+def _image_frame(
+    scores: pd.DataFrame, per_image: Mapping[str, Mapping[str, Any]] | None
+) -> pd.DataFrame:
+    """One row per (job, image) from the given per-image scores of the metric."""
+    rows: list[dict[str, Any]] = []
+    if not per_image:
+        return pd.DataFrame(rows, columns=[*scores.columns, "image"])
+    for job in scores.itertuples(index=False):
+        values = (per_image.get(job.job_key) or {}).get(job.metric)
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 1:
+            continue
+        base = job._asdict()
+        rows.extend({**base, "image": i, "value": float(v)} for i, v in enumerate(values))
+    return pd.DataFrame(rows, columns=[*scores.columns, "image"])
+
+
+def _consistency(images: pd.DataFrame) -> float | None:
+    if not len(images):
+        return None
+    found = []
+    for _, cell in images.groupby(list(CELL)):
+        table = cell.pivot_table(index="explainer", columns="image", values="value")
+        value = internal_consistency(table.to_numpy(dtype=float))
+        if math.isfinite(value):
+            found.append(value)
+    return float(np.mean(found)) if found else None
+
+
+def _inter_method(
+    long: pd.DataFrame,
+    evaluator: str,
+    metric: str,
+    partners: Sequence[tuple[str, str]],
+    directions: Mapping[tuple[str, str], str],
+) -> float | None:
+    """Mean Spearman over cells and partners between this metric and each partner metric."""
+    own = long[(long["evaluator"] == evaluator) & (long["metric"] == metric)]
+    rhos = []
+    for partner_label, partner_metric in partners:
+        other = long[(long["evaluator"] == partner_label) & (long["metric"] == partner_metric)]
+        both = own.merge(other, on=[*CELL, "explainer"], suffixes=("", "_other"))
+        if not len(both):
+            continue
+        for _, cell in both.groupby(list(CELL)):
+            rho = spearman(
+                _oriented(
+                    cell["value"].to_numpy(float), directions.get((evaluator, metric), "higher")
+                ),
+                _oriented(
+                    cell["value_other"].to_numpy(float),
+                    directions.get((partner_label, partner_metric), "higher"),
+                ),
+            )
+            if math.isfinite(rho):
+                rhos.append(rho)
+    return float(np.mean(rhos)) if rhos else None
+
+
+def _meta_columns(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (evaluator name, metric) the MetaQuantus columns from the meta-evaluation jobs."""
+    meta = frame[frame["name"] == META_EVALUATOR]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not len(meta):
+        return out
+    functions = sorted(
+        {m.split(".", 1)[0] for values in meta["values"] for m in values if "." in m}
+    )
+    for fn in functions:
+        columns: dict[str, Any] = {}
+        for part in META_METRICS:
+            found = [v[f"{fn}.{part}"] for v in meta["values"] if f"{fn}.{part}" in v]
+            columns[part] = float(np.mean(found)) if found else None
+        columns["rank_resilience"] = _rank_resilience(meta, fn)
+        parts = [columns[p] for p in ("resilience", "reactivity", "rank_resilience")]
+        parts.append(columns["worse_under_disruption"])
+        known = [p for p in parts if p is not None]
+        columns["meta_consistency"] = float(np.mean(known)) if known else None
+        columns["n_explainers"] = int(meta["explainer"].nunique())
+        columns["n_repeats"] = int(meta[list(CELL)].drop_duplicates().shape[0])
+        out[META_TARGETS.get(fn, (fn, "score"))] = columns
+    return out
+
+
+def _rank_resilience(meta: pd.DataFrame, fn: str) -> float | None:
+    """IEC_NR on the stored per-draw means: explainers ranked without and with each minor
+    perturbation, within each cell with two or more explainers."""
+    kept = []
+    for _, cell in meta.groupby(list(CELL)):
+        if cell["explainer"].nunique() < 2:
+            continue
+        tables = [(a or {}).get("mean_scores", {}).get(fn) for a in cell["arrays"]]
+        if any(t is None for t in tables):
+            continue
+        for test in sorted(set.intersection(*(set(t) for t in tables))):
+            draws = [t[test].get("minor") for t in tables]
+            if any(d is None for d in draws):
+                continue
+            before = np.array([d["unperturbed"] for d in draws], dtype=float)
+            after = np.array([d["perturbed"] for d in draws], dtype=float)
+            if before.shape != after.shape or before.ndim != 2:
+                continue
+            for k in range(before.shape[1]):
+                value = rank_kept(before[:, k], after[:, k])
+                if math.isfinite(value):
+                    kept.append(value)
+    return float(np.mean(kept)) if kept else None
+
+
+def _select(frame: pd.DataFrame, evaluator: str, metric: str) -> pd.DataFrame:
+    if not len(frame):
+        return frame
+    return frame[(frame["evaluator"] == evaluator) & (frame["metric"] == metric)]
+
+
+def _property_of(name: str, metric: str, properties: Mapping[str, Sequence[str]]) -> str | None:
+    for prop, members in properties.items():
+        if f"{name}.{metric}" in members:
+            return prop
+    return None
+
+
+def reliability_table(
+    source: Any,
+    *,
+    arrays: Mapping[str, Mapping[str, Any]] | None = None,
+    per_image: Mapping[str, Mapping[str, Any]] | None = None,
+    directions: Mapping[tuple[str, str], str] | None = None,
+    properties: Mapping[str, Sequence[str]] = PROPERTIES,
+    metrics: Iterable[str] | None = None,
+    level: Level = "ordinal",
+) -> list[dict[str, Any]]:
+    """One row per (evaluator label, metric) with the reliability statistics of the module
+    docstring (keys: ``COLUMNS``; ``None`` where a statistic cannot be assessed).
+
+    ``source`` is a ``benchmark.leaderboard.Leaderboard`` (its ``jobs``; directions from its
+    ``cells``; arrays of evaluators that draw figures from its ``figure_inputs``), its
+    ``jobs`` frame, or an iterable of per-job dicts with ``dataset``, ``model``, ``debiaser``,
+    ``explainer``, ``evaluator``, ``seed`` and ``values`` (``{metric: value}``), optionally
+    ``job_key``, ``status``, ``evaluator_name`` (the registered name where the label differs)
+    and ``arrays``. ``arrays`` maps a job key to its stored arrays (``Store.arrays``): ROAR's
+    ``auc_per_seed`` and the meta-evaluation's ``mean_scores`` come from there. ``per_image``
+    maps a job key to its per-image scores (``Evaluation.per_image``, by metric name).
+    ``directions`` maps ``(evaluator label, metric)`` to higher / lower / neither (metrics
+    with ``neither``, verdicts and p-values get no row). ``metrics`` keeps only the named
+    columns (``evaluator.metric``). ``level`` is alpha's level of measurement for the ranks.
+    """
+    frame, known = _records(source, arrays)
+    known.update(directions or {})
+    long = _long(frame, known)
+    meta = _meta_columns(frame)
+    wanted = set(metrics) if metrics is not None else None
+    names = dict(zip(long["evaluator"], long["name"], strict=True))
+    keys = list(dict.fromkeys(zip(long["evaluator"], long["metric"], strict=True)))
+    retrain = _retrain_frame(long, frame)
+    images = _image_frame(long, per_image)
+
+    rows: list[dict[str, Any]] = []
+    covered: set[tuple[str, str]] = set()
+    for evaluator, metric in keys:
+        column = f"{evaluator}.{metric}"
+        if wanted is not None and column not in wanted:
+            continue
+        name = names[evaluator]
+        direction = known.get((evaluator, metric), "higher")
+        scores = _select(long, evaluator, metric)
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        prop = _property_of(name, metric, properties)
+        row |= {
+            "column": column,
+            "evaluator": evaluator,
+            "metric": metric,
+            "direction": direction,
+            "property": prop,
+            "n_explainers": int(scores["explainer"].nunique()),
+            "n_repeats": int(scores[list(CELL)].drop_duplicates().shape[0]),
+        }
+        for suffix, rater in ACROSS.items():
+            group = [c for c in CELL if c != rater]
+            row[f"alpha_{suffix}"] = _pooled_alpha(scores, rater, group, direction, level)
+        runs = _select(retrain, evaluator, metric)
+        if len(runs):
+            row["alpha_retrain_seeds"] = _pooled_alpha(runs, "retrain", CELL, direction, level)
+        pictures = _select(images, evaluator, metric)
+        if len(pictures):
+            row["alpha_images"] = _pooled_alpha(pictures, "image", CELL, direction, level)
+            row["internal_consistency"] = _consistency(pictures)
+        if prop is not None:
+            partners = [
+                (label, m)
+                for label, m in keys
+                if (label, m) != (evaluator, metric) and f"{names[label]}.{m}" in properties[prop]
+            ]
+            row["inter_method"] = _inter_method(long, evaluator, metric, partners, known)
+        target = (name, metric)
+        if target in meta:
+            covered.add(target)
+            row |= {k: v for k, v in meta[target].items() if k not in ("n_explainers", "n_repeats")}
+        rows.append(row)
+    for (name, metric), columns in meta.items():
+        column = f"{name}.{metric}"
+        if (name, metric) in covered or (wanted is not None and column not in wanted):
+            continue
+        row = dict.fromkeys(COLUMNS)
+        row |= {"column": column, "evaluator": name, "metric": metric}
+        row |= {"property": _property_of(name, metric, properties), **columns}
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering.
+
+HEADERS = {
+    "column": "metric",
+    "n_explainers": "explainers",
+    "n_repeats": "cells",
+    "alpha_seeds": "α seeds",
+    "alpha_retrain_seeds": "α retrains",
+    "alpha_models": "α models",
+    "alpha_debiasers": "α debiasers",
+    "alpha_datasets": "α datasets",
+    "alpha_images": "α images",
+    "internal_consistency": "internal consistency",
+    "inter_method": "inter-method ρ",
+    "resilience": "resilience (IAC NR)",
+    "reactivity": "reactivity (IAC AR)",
+    "rank_resilience": "rank resilience (IEC NR)",
+    "worse_under_disruption": "worse when disrupted (IEC AR)",
+    "meta_consistency": "MC",
+}
+"""The header of each rendered column; a column with no value in any row is left out."""
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return md(value)
+
+
+def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A GFM table of ``rows`` (from :func:`reliability_table`): the metric as code, numbers to
+    three decimals, ``–`` where not assessable; optional columns without any value are dropped.
+    Every string passes through ``benchmark.render.escape``."""
+    if not rows:
+        return "_No evaluator results to assess._\n"
+    always = ("column", "n_explainers", "n_repeats")
+    shown = [
+        key for key in HEADERS if key in always or any(row.get(key) is not None for row in rows)
+    ]
+    lines = [
+        "| " + " | ".join(md(HEADERS[k]) for k in shown) + " |",
+        "|" + "|".join(":--" if k == "column" else "--:" for k in shown) + "|",
+    ]
+    for row in rows:
+        cells = [
+            md_code(row["column"], in_table=True) if k == "column" else _cell(row.get(k))
+            for k in shown
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def by_column(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The rows keyed by their ``column`` (what a renderer looks a leaderboard column up by)."""
+    return {str(row["column"]): dict(row) for row in rows}
