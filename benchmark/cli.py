@@ -325,10 +325,11 @@ def run(
     if ray_address and executor != "ray":
         raise BenchInputError("--ray-address is for --executor ray")
     with Store(store_path or _home() / "results.sqlite") as store:
+        cache = ArtifactCache(cache_dir or _home() / "cache")
         runner = Runner(
             registry,
             store,
-            ArtifactCache(cache_dir or _home() / "cache"),
+            cache,
             console=err_console,
             rerun=rerun,
             show_progress=not no_progress,
@@ -346,7 +347,9 @@ def run(
                 "stored and the run is marked interrupted: run the same command to resume."
             )
             sys.exit(128 + int(getattr(signal, summary.interrupted)))
-        target = render.write(aggregate(whole, store), out_dir, suite.model.leaderboard.columns)
+        target = render.write(
+            aggregate(whole, store, cache), out_dir, suite.model.leaderboard.columns
+        )
     deselected = f", {the_plan.deselected} left out by -k" if the_plan.deselected else ""
     err_console.print(
         f"jobs: {summary.total} planned{deselected}, {summary.ran} run, {summary.cached} cache "
@@ -365,10 +368,15 @@ def run(
 @main.command()
 @suite_option
 @store_option
+@cache_option
 @out_option
 @_input_errors
-def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
-    """Re-render a suite's leaderboard from the store (nothing is run)."""
+def leaderboard(
+    suite_ref: str, store_path: Path | None, cache_dir: Path | None, out_dir: Path
+) -> None:
+    """Re-render a suite's leaderboard from the store (nothing is run; per-image scores for
+    the evaluator-reliability table are read from the cache where it has them)."""
+    from benchmark.cache import ArtifactCache
     from benchmark.leaderboard import aggregate
     from benchmark.store import Store
 
@@ -377,15 +385,17 @@ def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
     path = store_path or _home() / "results.sqlite"
     if not path.is_file():
         raise BenchInputError("no results store here; run `bench run` first", where=str(path))
+    cache = ArtifactCache(cache_dir or _home() / "cache")
     with Store(path) as store:
         target = render.write(
-            aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
+            aggregate(the_plan, store, cache), out_dir, the_plan.suite.model.leaderboard.columns
         )
     click.echo(str(target / "README.md"))
 
 
 @main.command()
 @store_option
+@cache_option
 @out_option
 @click.option(
     "--suite",
@@ -394,9 +404,12 @@ def leaderboard(suite_ref: str, store_path: Path | None, out_dir: Path) -> None:
     help="Suites to publish [default: every built-in suite with results].",
 )
 @_input_errors
-def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...]) -> None:
+def publish(
+    store_path: Path | None, cache_dir: Path | None, out_dir: Path, suite_refs: tuple[str, ...]
+) -> None:
     """Re-render the leaderboards of every suite that has results in the store: Markdown,
     CSV, figures, and the static site (its index, one page and one data.json per suite)."""
+    from benchmark.cache import ArtifactCache
     from benchmark.leaderboard import aggregate
     from benchmark.store import Store
 
@@ -404,13 +417,16 @@ def publish(store_path: Path | None, out_dir: Path, suite_refs: tuple[str, ...])
     path = store_path or _home() / "results.sqlite"
     if not path.is_file():
         raise BenchInputError("no results store here; run `bench run` first", where=str(path))
+    cache = ArtifactCache(cache_dir or _home() / "cache")
     with Store(path) as store:
         ran = set(store.runs()["suite"])
         refs = list(suite_refs) or [n for n in registry.names("suite") if n in ran]
         for ref in refs:
             the_plan = planner.expand(suite_module.load(ref, registry))
             target = render.write(
-                aggregate(the_plan, store), out_dir, the_plan.suite.model.leaderboard.columns
+                aggregate(the_plan, store, cache),
+                out_dir,
+                the_plan.suite.model.leaderboard.columns,
             )
             click.echo(str(target / "README.md"))
             click.echo(str(target / "index.html"))

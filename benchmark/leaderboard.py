@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmark.cache import ArtifactCache, ArtifactDamaged
 from benchmark.independence import model_independence
 from benchmark.kinds import COMPONENT_KINDS as KINDS
 from benchmark.records import Job, Plan
@@ -68,6 +69,9 @@ class Leaderboard:
     independence: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Model-independence flags per (dataset, explainer, evaluator, metric)
     (``benchmark.independence``)."""
+    reliability: list[dict] = field(default_factory=list)
+    """Per shown metric of a suite with several explainers: how reliable it is as an
+    instrument (``benchmark.reliability.reliability_table``); empty without explainers."""
 
 
 def _combo(job: Job) -> tuple[str, ...]:
@@ -75,8 +79,11 @@ def _combo(job: Job) -> tuple[str, ...]:
     return tuple(labels[k] or "" for k in KINDS)
 
 
-def aggregate(plan: Plan, store: Store) -> Leaderboard:
-    """Mean, std (ddof=1) and n over seeds for every planned cell and metric; rank rows."""
+def aggregate(plan: Plan, store: Store, cache: ArtifactCache | None = None) -> Leaderboard:
+    """Mean, std (ddof=1) and n over seeds for every planned cell and metric; rank rows.
+
+    ``cache`` (the run's artifact cache) is where per-image scores are read from for the
+    evaluator-reliability statistics over test images; without it those are not assessed."""
     definition = plan.suite.model.leaderboard
     results = store.results(job.key for job in plan.jobs)
     by_key = {key: frame for key, frame in results.groupby("job_key")}
@@ -202,7 +209,7 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
     }
     image_spreads = {key: store.arrays(key).get("per_image_spread", {}) for key in shown["job_key"]}
     independence = model_independence(jobs_frame, directions, image_spreads)
-    return Leaderboard(
+    board = Leaderboard(
         plan.suite.ref,
         plan.suite.name,
         plan.suite.model.description,
@@ -219,6 +226,43 @@ def aggregate(plan: Plan, store: Store) -> Leaderboard:
         jobs_frame,
         independence,
     )
+    board.reliability = _reliability(board, plan, store, cache)
+    return board
+
+
+def _reliability(
+    board: Leaderboard, plan: Plan, store: Store, cache: ArtifactCache | None
+) -> list[dict]:
+    """The reliability rows of the metrics the leaderboard shows (its primary metrics and
+    columns), where at least two explainers are ranked; per-image scores from ``cache``."""
+    from benchmark.executors.worker import PER_IMAGE_KIND
+    from benchmark.reliability import reliability_table
+
+    explainers = {c.label for c in plan.suite.components.get("explainer", [])}
+    if len(explainers) < 2 or not len(board.jobs):
+        return []
+    shown = list(plan.suite.model.leaderboard.columns)
+    shown += [metric for metric, _ in board.primary.values()]
+    owner = dict(zip(board.cells["metric"], board.cells["evaluator"], strict=False))
+    wanted = {
+        name if name.startswith(f"{owner[name]}.") else f"{owner[name]}.{name}"
+        for name in shown
+        if name in owner
+    }
+    done = board.jobs[(board.jobs["status"] == "ok") & board.jobs["explainer"].notna()]
+    keys = list(done["job_key"])
+    arrays = {key: store.arrays(key) for key in keys}
+    per_image: dict[str, dict] = {}
+    for key in keys if cache is not None else []:
+        try:
+            stored = cache.load(PER_IMAGE_KIND, key)
+        except (FileNotFoundError, ArtifactDamaged):  # not kept, or moved aside: not assessed
+            continue
+        per_image[key] = {n: t.numpy() for n, t in stored.items() if t.ndim == 1}
+    ordered = [c for c in dict.fromkeys(shown) if c in owner]
+    rows = reliability_table(board, arrays=arrays, per_image=per_image or None, metrics=wanted)
+    order = {f"{owner[c]}.{c.removeprefix(owner[c] + '.')}": i for i, c in enumerate(ordered)}
+    return sorted(rows, key=lambda row: order.get(row["column"], len(order)))
 
 
 def _glossary(cells: pd.DataFrame, plan: Plan) -> dict[str, dict[str, str]]:

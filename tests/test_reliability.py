@@ -283,3 +283,50 @@ def test_markdown_escapes_labels_and_drops_empty_columns():
     assert "<b>" not in html and "α seeds" in html
     assert "α models" not in text  # no row has a value there
     assert "–" in text  # x.auc has one explainer: nothing assessable
+
+
+# --------------------------------------------------------------------------------------------
+# The leaderboard's reliability table, from a real run: the toy plugin's data and model, three
+# explainers (one model-independent), two seeds, the built-in deletion evaluator (per-image
+# scores kept in the cache).
+
+TOY_SUITE = """\
+name: reliability-toy
+datasets: [toy-bars]
+models: [toy-linear]
+debiasers: [{name: toy-sgd, params: {steps: 5}}]
+explainers: [toy-gradient, gradient, random]
+evaluators:
+  - toy-accuracy
+  - {name: deletion, params: {n_images: 8, steps: 6}}
+seeds: [0, 1]
+leaderboard:
+  metric: auc
+  direction: lower
+"""
+
+
+def test_the_leaderboard_ranks_its_metrics_as_instruments(tmp_path):
+    from benchmark import render
+    from benchmark.cache import ArtifactCache
+    from benchmark.leaderboard import aggregate
+    from benchmark.registry import Registry
+    from tests import sitekit, toy_plugin
+
+    registry = Registry.load(extra_plugins=[("toy", toy_plugin)])
+    plan, store = sitekit.run_toy_suite(registry, tmp_path, TOY_SUITE, "r.yaml")
+    without = aggregate(plan, store)
+    board = aggregate(plan, store, ArtifactCache(tmp_path / "c"))
+    (row,) = board.reliability
+    assert row["column"] == "deletion.auc" and row["n_explainers"] == 3
+    assert row["n_repeats"] == 2  # one (dataset, model, debiaser) x two seeds
+    # the same numbers as the table computed on the leaderboard's jobs directly
+    direct = rel.reliability_table(without, metrics={"deletion.auc"})[0]
+    assert row["alpha_seeds"] == pytest.approx(direct["alpha_seeds"], nan_ok=True)
+    assert row["alpha_seeds"] is not None
+    # per-image scores come from the cache only: without it, no alpha over images
+    assert without.reliability[0]["alpha_images"] is None
+    assert row["alpha_images"] is not None and -1 <= row["alpha_images"] <= 1
+    text = render.markdown.render(board)
+    assert "## Evaluator reliability" in text and "`deletion.auc`" in text
+    store.close()

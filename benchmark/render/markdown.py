@@ -202,6 +202,30 @@ def _independence(lb: Leaderboard) -> list[str]:
     return lines
 
 
+def _reliability(lb: Leaderboard) -> list[str]:
+    """The evaluator-reliability table (``benchmark.reliability``) of suites with explainers."""
+    if not lb.reliability:
+        return []
+    from benchmark.reliability import markdown as reliability_markdown
+
+    return [
+        "## Evaluator reliability",
+        "",
+        "Is each metric a reliable instrument for ranking explainers (Tomsett et al. 2020, "
+        "Hedström et al. 2023)? α is Krippendorff's ordinal alpha of the explainers' rankings "
+        "when the rater is the named repeat that should not matter (1: the same ranking "
+        "every time, 0: agreement at chance level, below 0: systematic disagreement): seeds, "
+        "ROAR / KAR retraining seeds, models, debiasers, datasets, test images. Internal "
+        "consistency is Cronbach's alpha with test images as items; inter-method ρ is the "
+        "mean Spearman correlation of the explainer ranking with the other metrics shown that "
+        "claim the same property; the MetaQuantus columns (from `meta-evaluation` jobs, where "
+        "the suite has them) are resilience to minor and reactivity to disruptive noise. "
+        "– means not assessable here (one seed, one model, or no per-image scores kept).",
+        "",
+        reliability_markdown(lb.reliability),
+    ]
+
+
 def render(
     lb: Leaderboard,
     columns: list[str] | None = None,
@@ -239,6 +263,7 @@ def render(
         for error in figure_errors or []:
             parts += [f"- figure not drawn: {md(error)}", ""]
     parts += _independence(lb)
+    parts += _reliability(lb)
     if len(lb.failures):
         parts += ["## Failures", "", "| job | seed | error |", "|---|---|---|"]
         for _, failure in lb.failures.iterrows():
