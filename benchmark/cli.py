@@ -403,9 +403,19 @@ def leaderboard(
     multiple=True,
     help="Suites to publish [default: every built-in suite with results].",
 )
+@click.option(
+    "--with-store",
+    is_flag=True,
+    help="Also copy the results store to <out>/<suite>/results.sqlite (what benchmark.api and "
+    "bench leaderboard read).",
+)
 @_input_errors
 def publish(
-    store_path: Path | None, cache_dir: Path | None, out_dir: Path, suite_refs: tuple[str, ...]
+    store_path: Path | None,
+    cache_dir: Path | None,
+    out_dir: Path,
+    suite_refs: tuple[str, ...],
+    with_store: bool,
 ) -> None:
     """Re-render the leaderboards of every suite that has results in the store: Markdown,
     CSV, figures, and the static site (its index, one page and one data.json per suite)."""
@@ -430,6 +440,8 @@ def publish(
             )
             click.echo(str(target / "README.md"))
             click.echo(str(target / "index.html"))
+            if with_store:
+                click.echo(str(store.snapshot(target / "results.sqlite")))
         from benchmark.render import site
 
         click.echo(str(site.write_index(out_dir)))

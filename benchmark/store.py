@@ -390,6 +390,18 @@ class Store:
         """Every failed attempt, including those that did not replace a good result."""
         return pd.read_sql_query("SELECT * FROM attempts ORDER BY attempt_id", self._conn)
 
+    def snapshot(self, target: str | Path) -> Path:
+        """Write a consistent, compacted copy of the whole store to ``target`` (SQLite's
+        ``VACUUM INTO``: one file, no WAL, readable while this store is open), replacing an
+        older copy: what ``bench publish --with-store`` puts beside a leaderboard."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        self._conn.execute("VACUUM INTO ?", (str(partial),))
+        partial.replace(target)
+        return target
+
     def runs(self) -> pd.DataFrame:
         """One row per ``bench run`` invocation, newest last."""
         return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self._conn)

@@ -357,3 +357,10 @@ def test_the_api_guide_runs(tmp_path, monkeypatch):
         exec(compile(body, str(DOC), "exec"), namespace)
     assert namespace["maps"].shape == (4, 1, 8, 8)
     assert namespace["curves"]["curve"].shape[0] == 16
+    # a published store (``bench publish --with-store``) reads back the same values
+    done = bench("publish", "--suite", "tiny.yaml", "--with-store", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    copy = tmp_path / "leaderboards" / "tiny" / "results.sqlite"
+    assert "leaderboards/tiny/results.sqlite" in done.stdout.splitlines()
+    with open_suite("tiny.yaml", store=copy) as published:
+        assert published.frame().equals(namespace["long"])
