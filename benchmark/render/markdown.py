@@ -181,7 +181,8 @@ def _independence(lb: Leaderboard) -> list[str]:
         ]
     flagged = flags[flags["flag"] != ""]
     lines += [
-        f"{len(flags)} (explainer, metric) pairs have values from several models or seeds; "
+        f"{len(flags)} (dataset, explainer, metric) combinations have values from several "
+        "models or seeds; "
         f"{len(flagged)} are flagged: the score is identical over every model and seed, or "
         f"its spread over them is below {RATIO:g} x its spread over test images, so it "
         "measures the images rather than the model.",
