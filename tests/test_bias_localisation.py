@@ -89,6 +89,7 @@ def test_an_object_mask_defines_the_region_and_aligned_images_are_split():
     assert m["background_area"] == pytest.approx(0.5) and m["background_mass"] == pytest.approx(0.5)
     model = context(uniform).model
     correct = (model(x).argmax(1) == y).numpy()
+    assert m["accuracy"] == pytest.approx(correct.mean())
     assert m["accuracy_aligned"] == pytest.approx(correct[aligned.numpy()].mean())
     assert m["accuracy_conflicting"] == pytest.approx(correct[~aligned.numpy()].mean())
     assert m["mass_over_area_aligned"] == pytest.approx(1.0)

@@ -83,19 +83,29 @@ def evaluate_bias_localisation(
     region = spurious_region(x, test.extras or {}, rows)
     share, area = region_mass(attributions, region)
     valid = ~np.isnan(share) & (area > 0)
+    predicted = predict_logits(context.model, x).argmax(1)
     if not valid.any():
-        raise ValueError("every attribution map is all zero (or no image has a spurious region)")
+        if not (area > 0).any():
+            raise ValueError(f"none of the {len(x)} test images has a spurious region")
+        correct = (predicted == test.y[rows]).double().mean().item()
+        classes = int(predicted.unique().numel())
+        raise ValueError(
+            f"every attribution map of the {len(x)} images is all zero: nothing to localise. "
+            f"The model predicts {classes} distinct class(es) here (accuracy {correct:.3f}); "
+            "a model that collapsed to a constant output has no gradient to explain"
+        )
     ratio = np.where(valid, share / np.where(area > 0, area, 1.0), np.nan)
     metrics = {
         "background_mass": float(share[valid].mean()),
         "background_area": float(area.mean()),
         "mass_over_area": float(ratio[valid].mean()),
         "zero_maps": float((~valid).sum()),
+        "accuracy": float((predicted == test.y[rows]).double().mean().item()),
     }
     aligned = (test.extras or {}).get("bias_aligned")
     if aligned is not None:
         aligned = torch.as_tensor(aligned[rows]).bool().cpu().numpy()
-        correct = (predict_logits(context.model, x).argmax(1) == test.y[rows]).cpu().numpy()
+        correct = (predicted == test.y[rows]).cpu().numpy()
         for name, part in (("aligned", aligned), ("conflicting", ~aligned)):
             if (part & valid).any():
                 metrics[f"background_mass_{name}"] = float(share[part & valid].mean())
@@ -115,6 +125,7 @@ DIRECTIONS: dict[str, Direction] = {
     "background_mass_conflicting": "neither",
     "mass_over_area_aligned": "neither",
     "mass_over_area_conflicting": "neither",
+    "accuracy": "higher",
     "accuracy_aligned": "higher",
     "accuracy_conflicting": "higher",
 }
@@ -133,6 +144,8 @@ GLOSSARY = {
     "background_mass_aligned": "background_mass on test images that wear their class colour.",
     "background_mass_conflicting": "background_mass on test images painted in another class's "
     "colour: where a shortcut model is misled.",
+    "accuracy": "The model's accuracy on the scored test images (a collapsed model's maps say "
+    "nothing about a shortcut).",
     "accuracy_aligned": "The model's accuracy on the same bias-aligned images.",
     "accuracy_conflicting": "The model's accuracy on the same bias-conflicting images.",
 }
@@ -147,5 +160,6 @@ def specs() -> list[EvaluatorSpec]:
         "to the model's accuracy on bias-aligned and bias-conflicting images",
         DIRECTIONS,
         glossary=GLOSSARY,
+        version="2",  # 2: the model's accuracy on the scored images; collapsed models named
     )
     return [spec]
