@@ -241,8 +241,8 @@ def _reliability(
     explainers = {c.label for c in plan.suite.components.get("explainer", [])}
     if len(explainers) < 2 or not len(board.jobs):
         return []
-    shown = list(plan.suite.model.leaderboard.columns)
-    shown += [metric for metric, _ in board.primary.values()]
+    shown = [metric for metric, _ in board.primary.values()]
+    shown += list(plan.suite.model.leaderboard.columns)
     owner = dict(zip(board.cells["metric"], board.cells["evaluator"], strict=False))
     wanted = {
         name if name.startswith(f"{owner[name]}.") else f"{owner[name]}.{name}"
