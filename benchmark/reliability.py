@@ -390,11 +390,20 @@ def _pooled_alpha(
     return alpha if math.isfinite(alpha) else None
 
 
+RETRAIN_METRICS = frozenset({"auc", "auc_vs_random"})
+"""The ROAR / KAR metrics whose per-retraining-seed values ``auc_per_seed`` holds (within a
+cell ``auc_vs_random`` is ``auc`` minus one baseline, so it ranks the same); the others (mask
+accuracy, per-threshold accuracies) get no retraining alpha."""
+
+
 def _retrain_frame(scores: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """The ``auc_per_seed`` of each job (ROAR / KAR), one row per retraining seed."""
+    """The ``auc_per_seed`` of each job (ROAR / KAR), one row per retraining seed, for the
+    metrics it measures (``RETRAIN_METRICS``)."""
     by_key = dict(zip(frame["job_key"], frame["arrays"], strict=True))
     rows = []
     for job in scores.itertuples(index=False):
+        if job.metric not in RETRAIN_METRICS:
+            continue
         per_seed = (by_key.get(job.job_key) or {}).get("auc_per_seed")
         if not isinstance(per_seed, Sequence) or isinstance(per_seed, str):
             continue

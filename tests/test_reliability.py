@@ -330,3 +330,25 @@ def test_the_leaderboard_ranks_its_metrics_as_instruments(tmp_path):
     text = render.markdown.render(board)
     assert "## Evaluator reliability" in text and "`deletion.auc`" in text
     store.close()
+
+
+def test_retraining_alpha_is_only_given_to_the_metrics_the_retraining_seeds_measure():
+    # three explainers, one cell; ROAR stores its AUC per retraining seed. The seeds rank the
+    # explainers a < b < c every time (alpha 1); mask accuracy has no per-seed values.
+    records = [
+        {
+            "dataset": "d",
+            "model": "m",
+            "debiaser": "e",
+            "explainer": name,
+            "evaluator": "roar",
+            "seed": 0,
+            "values": {"auc": auc, "mask_accuracy": mask},
+            "arrays": {"auc_per_seed": [auc, auc + 0.01, auc - 0.01]},
+        }
+        for name, auc, mask in (("a", 0.2, 0.9), ("b", 0.5, 0.1), ("c", 0.8, 0.5))
+    ]
+    directions = {("roar", "auc"): "lower", ("roar", "mask_accuracy"): "lower"}
+    rows = rel.by_column(rel.reliability_table(records, directions=directions))
+    assert rows["roar.auc"]["alpha_retrain_seeds"] == pytest.approx(1.0)
+    assert rows["roar.mask_accuracy"]["alpha_retrain_seeds"] is None
