@@ -2,8 +2,11 @@
 trained seed-cnn, the same 256 MNIST test images and the same gradient explainer, plus the
 limit both share: one batched gradient pass per randomised layer.
 
-Same work on both sides: cascading randomisation of seed-cnn's 4 parameterised layers, top
-down, Spearman rank correlation of absolute attributions. Read the images/s column of
+Same cascade on both sides: cascading randomisation of seed-cnn's 4 parameterised layers, top
+down, Spearman rank correlation of absolute attributions. The native evaluator also computes
+its floors (``plugins.evaluators.floors``: the maps of two untrained models and of the next
+training seed, 3 more gradient passes); the next seed's model comes from ``train`` already
+trained, as from the runner's model cache. Read the images/s column of
 ``pytest tests/benchmarks --benchmark-enable``; nothing here asserts a time.
 """
 
@@ -38,20 +41,26 @@ def setup():
     data = load_mnist(train_limit=1000, test_limit=N_IMAGES)
     torch.manual_seed(0)
     model = train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=0, epochs=3).eval()
-    return data, model
+    torch.manual_seed(1)
+    other = train_erm(build_seed_cnn(10, (1, 28, 28)), data.train, seed=1, epochs=3).eval()
+    return data, model, other
 
 
 def test_gradient_pass_limit(benchmark, setup):
-    data, model = setup
+    data, model, _ = setup
     x, y = data.test.x, data.test.y
     maps = benchmark(lambda: [gradient(model, x, y) for _ in range(4)])  # one pass per layer
     assert len(maps) == 4 and maps[0].shape == x.shape
 
 
 def test_native_mprt(benchmark, setup):
-    data, model = setup
+    data, model, other = setup
     spec = ModelSpec("seed-cnn", build_seed_cnn)
-    context = EvaluationContext(data, model, spec, seed=0, train=None, explain=gradient)
+
+    def train(split, seed):  # the runner's model cache: the next seed is already trained
+        return other
+
+    context = EvaluationContext(data, model, spec, seed=0, train=train, explain=gradient)
     result = benchmark(
         evaluate_model_randomisation,
         context,
@@ -65,7 +74,7 @@ def test_native_mprt(benchmark, setup):
 
 
 def test_quantus_mprt(benchmark, setup):
-    data, model = setup
+    data, model, _ = setup
     x, y = data.test.x.numpy(), data.test.y.numpy()
     metric = quantus.MPRT(
         disable_warnings=True, display_progressbar=False, return_last_correlation=True
