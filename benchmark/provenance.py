@@ -20,16 +20,25 @@ same kind share a fingerprint and a job's conditions are ``(fingerprint, device,
 Written by hand: no library reports this set (``torch.utils.collect_env`` prints a text report
 for bug reports, without instruction sets, and is slow). ``tests/test_provenance.py`` checks
 that every field is present and that the fingerprint is stable.
+
+``compare_conditions`` sets a rerun's recorded conditions against the published ones, field
+by field (``bench reproduce``, ``benchmark.reproduce``): it lives here, next to the fields it
+compares, so that a new field of ``host()`` and its comparison change together.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from benchmark.records import digest
+
+if TYPE_CHECKING:
+    from benchmark.render.site_data import Document, SeedJob
 
 NUMERIC_FLAGS = (
     "sse4_1",
@@ -216,3 +225,115 @@ def fingerprint(info: dict[str, Any]) -> str:
 def identity(info: dict[str, Any]) -> dict[str, Any]:
     """The fields of a recorded machine (``runs.machine``) that its fingerprint covers."""
     return {key: info[key] for key in (*IDENTITY_KEYS, "fingerprint") if key in info}
+
+
+# -- a rerun's conditions against the published ones ---------------------------------------
+
+
+@dataclass
+class Condition:
+    """One condition as published and as rerun: ``equal``, ``differ``, ``mixed`` (the
+    published rows disagree among themselves) or ``not recorded``."""
+
+    field: str
+    published: list[str]
+    rerun: list[str]
+    verdict: str
+
+
+def condition_fields(machine: dict[str, Any], versions: dict[str, str]) -> dict[str, str | None]:
+    """The compared fields of one recorded machine (``None`` where it did not record one);
+    torch and Python fall back on the run's versions (runs from before provenance)."""
+    torch_build = machine.get("torch_build") or {}
+    numpy_build = machine.get("numpy_build") or {}
+
+    def joined(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
+        if isinstance(value, list):
+            return " ".join(value) or "none"
+        return str(value)
+
+    return {
+        "cpu": joined(machine.get("cpu")),
+        "cpu vendor": joined(machine.get("cpu_vendor")),
+        "instruction sets": joined(machine.get("cpu_flags")),
+        "torch cpu capability": joined(machine.get("cpu_capability")),
+        # the release (runs record the distribution's, ``2.14.1``); the build (``+cu130``) next
+        "torch": (torch_build.get("version") or versions.get("torch") or "").split("+")[0] or None,
+        "torch build / BLAS / oneDNN": (
+            f"{torch_build.get('version')} {torch_build.get('commit', '')[:10]} / "
+            f"{torch_build.get('blas')} {torch_build.get('mkl')} / "
+            f"{torch_build.get('onednn') or 'none'}"
+            if torch_build
+            else None
+        ),
+        "CUDA / cuDNN": (
+            f"{torch_build.get('cuda') or 'none'} / {torch_build.get('cudnn') or 'none'}"
+            if torch_build
+            else None
+        ),
+        "numpy": (
+            f"{numpy_build.get('version')} ({numpy_build.get('blas')})" if numpy_build else None
+        ),
+        "libc": joined(machine.get("libc")),
+        "python": machine.get("python") or versions.get("python"),
+        "GPUs": joined(machine.get("gpus")),
+        "numerics environment": joined(machine.get("numerics_env")),
+        "machine fingerprint": joined(machine.get("fingerprint")),
+    }
+
+
+def _condition(name: str, published: list[str | None], rerun: list[str | None]) -> Condition:
+    shown = sorted({p if p is not None else "not recorded" for p in published})
+    now = sorted({r if r is not None else "not recorded" for r in rerun})
+    if shown == ["not recorded"]:
+        verdict = "not recorded"
+    elif len(shown) > 1:
+        verdict = "mixed"
+    else:
+        verdict = "equal" if shown == now else "differ"
+    return Condition(name, shown, now, verdict)
+
+
+def compare_conditions(
+    document: Document, wanted: list[SeedJob], store: Any, rerun: dict[str, dict[str, Any]]
+) -> list[Condition]:
+    """Published conditions of the rerun jobs (their machines where each job names one, else
+    the machines of every run the document shows) against the rerun's own records."""
+    runs = document.provenance.runs
+    fingerprints = {j.machine for j in wanted}
+    if None not in fingerprints and fingerprints <= set(document.provenance.machines):
+        published = [(document.provenance.machines[f], {}) for f in sorted(fingerprints)]
+    else:
+        published = [(run.machine, run.versions) for run in runs]
+    rerun_runs = store.runs().to_dict("records")
+    current = [(json.loads(r["machine"]), json.loads(r["versions"])) for r in rerun_runs]
+    before = [condition_fields(m, v) for m, v in published]
+    after = [condition_fields(m, v) for m, v in current]
+    out = [
+        _condition(name, [b[name] for b in before], [a[name] for a in after]) for name in after[0]
+    ]
+    done = [rerun[j.job_key] for j in wanted if j.job_key in rerun]
+    for name in ("threads", "device"):
+        out.append(
+            _condition(
+                name,
+                [None if getattr(j, name) is None else str(getattr(j, name)) for j in wanted],
+                [None if d[name] is None else str(d[name]) for d in done],
+            )
+        )
+    versions_then = {f"{k} {v}" for run in runs for k, v in run.versions.items()}
+    versions_now = {f"{k} {v}" for _, versions in current for k, v in versions.items()}
+    changed = sorted({item.rsplit(" ", 1)[0] for item in versions_then ^ versions_now})
+    out.append(
+        Condition(
+            "library versions",
+            sorted(versions_then - versions_now) or ["same"],
+            sorted(versions_now - versions_then) or ["same"],
+            "differ" if changed else "equal",
+        )
+    )
+    return out

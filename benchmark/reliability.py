@@ -9,33 +9,13 @@ perturbation. This module computes them from stored results only (the leaderboar
 arrays, optionally their per-image scores) and returns one plain row per metric
 (:func:`reliability_table`); :func:`markdown` renders the rows, every cell escaped.
 
-Definitions (``L`` explainers; a *ranking* is the order of the explainers by the metric within
-one (dataset, model, debiaser, seed) cell, rank 1 the best, ties averaged):
+The statistics are pure functions in ``benchmark.agreement``, whose docstring defines
+Krippendorff's alpha, inter-rater and inter-method reliability and internal consistency and says
+why they are written by hand; ``benchmark.render.reliability_table`` renders the rows. Their
+public names are re-exported here. What stays here is the table: from stored jobs to the
+rankings per cell (``CELL``), with the raters of ``ACROSS``, retraining seeds and test images,
+the partner metrics of ``PROPERTIES``, and the columns of the meta-evaluation:
 
-* **Krippendorff's alpha** (:func:`krippendorff_alpha`; Krippendorff, "Computing Krippendorff's
-  Alpha-Reliability", 2011): with the coincidence matrix
-  ``o_ck = sum_u (number of c-k pairs of values in unit u) / (m_u - 1)`` over units with
-  ``m_u >= 2`` values, ``n_c = sum_k o_ck``, ``n = sum_c n_c``,
-  ``alpha = 1 - (n - 1) * sum_ck o_ck d2_ck / sum_ck n_c n_k d2_ck``, with the squared
-  difference ``d2`` of the level: nominal ``[c != k]``, ordinal
-  ``(sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``, interval ``(c - k)^2``, ratio
-  ``((c - k) / (c + k))^2``. Missing values are NaN. 1 is perfect agreement, 0 agreement at
-  chance; undefined (NaN) when every pairable value is the same.
-* **Inter-rater reliability** (Tomsett et al., eq. 1): ordinal alpha of the rankings, the
-  *units* being the explainers of a cell and the *raters* the repeats that should not matter:
-  seeds (``alpha_seeds``), ROAR / KAR retraining seeds from the stored ``auc_per_seed``
-  (``alpha_retrain_seeds``), models, debiasers, datasets, and, where per-image scores are
-  given, test images (``alpha_images``: Tomsett et al.'s own choice of rater). Cells are
-  pooled: a unit is one explainer in one cell of the other factors (across seeds: one
-  explainer for one (dataset, model, debiaser)), so one alpha covers the whole suite.
-* **Inter-method reliability** (Tomsett et al., sec. 3.2): the mean Spearman correlation over
-  explainers between two metrics that claim to measure the same property (``PROPERTIES``),
-  both oriented so that "better" is larger, per cell, averaged over cells and partners.
-* **Internal consistency** (Tomsett et al., sec. 3.3, here with test images as the items of
-  the test): Cronbach's alpha ``k / (k - 1) * (1 - sum_i var(s_i) / var(sum_i s_i))`` over the
-  ``k`` images of a cell, the explainers being the cases (variances ddof=1), averaged over
-  cells. It is high when images agree on which explainer scores higher; like any Cronbach's
-  alpha it grows with ``k`` (Spearman-Brown), so compare metrics at the same image count.
 * **MetaQuantus** (from the ``meta-evaluation`` evaluator, ``plugins.evaluators.
   meta_evaluation``, which states the per-job definitions): mean over its jobs of each scoring
   function's ``resilience`` (IAC_NR), ``reactivity`` (IAC_AR) and ``worse_under_disruption``
@@ -44,27 +24,56 @@ one (dataset, model, debiaser, seed) cell, rank 1 the best, ties averaged):
   perturbation as without it, averaged over perturbations, tests and cells. Deviation:
   MetaQuantus ranks per image; the evaluator stores per-draw means over the images it kept, so
   this ranks the means. ``meta_consistency`` is the mean of the four (MetaQuantus's MC).
-
-Why by hand: the ``krippendorff`` package (PyPI, 0.9.0) is GPL-3.0-or-later, which this MIT
-project cannot take as a dependency; the formula above is 30 lines. ``tests/test_reliability.py``
-holds it to Krippendorff's (2011) worked example (nominal 0.743, ordinal 0.815, interval 0.849,
-ratio 0.797, four coders, twelve units, missing values).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from benchmark.render.escape import md, md_code
+from benchmark.agreement import (
+    LEVELS,
+    Level,
+    cronbach_alpha,
+    inter_method_reliability,
+    inter_rater_reliability,
+    internal_consistency,
+    krippendorff_alpha,
+    rank_kept,
+    ranks,
+    spearman,
+)
+from benchmark.agreement import oriented as _oriented
+from benchmark.render.reliability_table import HEADERS, by_column, markdown
 
-Level = Literal["nominal", "ordinal", "interval", "ratio"]
-LEVELS: tuple[Level, ...] = ("nominal", "ordinal", "interval", "ratio")
+__all__ = [
+    "ACROSS",
+    "CELL",
+    "COLUMNS",
+    "HEADERS",
+    "LEVELS",
+    "META_EVALUATOR",
+    "META_METRICS",
+    "META_TARGETS",
+    "PROPERTIES",
+    "RETRAIN_METRICS",
+    "Level",
+    "by_column",
+    "cronbach_alpha",
+    "inter_method_reliability",
+    "inter_rater_reliability",
+    "internal_consistency",
+    "krippendorff_alpha",
+    "markdown",
+    "rank_kept",
+    "ranks",
+    "reliability_table",
+    "spearman",
+]
 
 CELL = ("dataset", "model", "debiaser", "seed")
 """What identifies one ranking of explainers."""
@@ -124,151 +133,6 @@ COLUMNS = (
     "meta_consistency",
 )
 """The keys of every row, in display order; a value that cannot be assessed is ``None``."""
-
-
-# --------------------------------------------------------------------------------------------
-# The statistics.
-
-
-def _squared_differences(domain: np.ndarray, n_v: np.ndarray, level: str) -> np.ndarray:
-    c, k = domain[:, None], domain[None, :]
-    if level == "nominal":
-        return (c != k).astype(float)
-    if level == "interval":
-        return (c - k) ** 2
-    if level == "ratio":
-        total = c + k
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total == 0, 0.0, ((c - k) / total) ** 2)
-    if level == "ordinal":
-        cum = np.cumsum(n_v)
-        i = np.arange(len(domain))
-        lo, hi = np.minimum(i[:, None], i[None, :]), np.maximum(i[:, None], i[None, :])
-        between = cum[hi] - cum[lo] + n_v[lo]  # sum_{g = lo..hi} n_g
-        return (between - (n_v[:, None] + n_v[None, :]) / 2) ** 2
-    raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-
-
-def krippendorff_alpha(data: Any, level: Level = "interval") -> float:
-    """Krippendorff's alpha of ``data`` (raters x units, NaN where a rater gave no value).
-
-    ``level`` is the level of measurement (nominal, ordinal, interval, ratio). NaN when it is
-    undefined: fewer than two pairable values, or all pairable values the same.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    values = np.asarray(data, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"data must be raters x units (2-D), got shape {values.shape}")
-    present = ~np.isnan(values)
-    domain = np.unique(values[present])
-    if domain.size < 2:
-        return math.nan
-    onehot = (values[:, :, None] == domain[None, None, :]) & present[:, :, None]
-    counts = onehot.sum(axis=0).astype(float)  # units x values
-    m = counts.sum(axis=1)
-    counts, m = counts[m >= 2], m[m >= 2]
-    if not len(m):
-        return math.nan
-    weighted = counts / (m - 1)[:, None]
-    coincidence = weighted.T @ counts - np.diag(weighted.sum(axis=0))
-    n_v = coincidence.sum(axis=1)
-    n = n_v.sum()
-    d2 = _squared_differences(domain, n_v, level)
-    expected = float((np.outer(n_v, n_v) * d2).sum())
-    if expected == 0:
-        return math.nan
-    return float(1.0 - (n - 1) * float((coincidence * d2).sum()) / expected)
-
-
-def ranks(values: Any, direction: str = "higher") -> np.ndarray:
-    """Rank 1 = best along the last axis (``direction`` higher or lower is better), ties
-    averaged, NaN kept NaN."""
-    values = np.asarray(values, dtype=float)
-    oriented = -values if direction == "higher" else values
-    return stats.rankdata(oriented, axis=-1, nan_policy="omit")
-
-
-def inter_rater_reliability(
-    scores: Any, direction: str = "higher", level: Level = "ordinal"
-) -> float:
-    """Tomsett et al.'s inter-rater reliability: Krippendorff's alpha of each rater's ranking
-    of the units. ``scores`` is raters x units (NaN: not scored by that rater)."""
-    return krippendorff_alpha(ranks(scores, direction), level)
-
-
-def _oriented(values: np.ndarray, direction: str) -> np.ndarray:
-    return -values if direction == "lower" else values
-
-
-def spearman(a: Any, b: Any) -> float:
-    """Spearman's rho over the pairs where both are finite; NaN below three pairs or when one
-    side is constant."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
-        return math.nan
-    return float(stats.spearmanr(a[keep], b[keep]).statistic)
-
-
-def inter_method_reliability(
-    scores: Mapping[str, Any], directions: Mapping[str, str] | None = None
-) -> float:
-    """Tomsett et al.'s inter-method reliability: the mean Spearman correlation over all pairs
-    of metrics (each a vector over the same units, oriented by ``directions`` so that "better"
-    is larger). NaN with fewer than two metrics or no defined pair."""
-    directions = directions or {}
-    names = list(scores)
-    rhos = [
-        spearman(
-            _oriented(np.asarray(scores[a], dtype=float), directions.get(a, "higher")),
-            _oriented(np.asarray(scores[b], dtype=float), directions.get(b, "higher")),
-        )
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-    ]
-    rhos = [r for r in rhos if math.isfinite(r)]
-    return float(np.mean(rhos)) if rhos else math.nan
-
-
-def cronbach_alpha(scores: Any) -> float:
-    """Cronbach's alpha of ``scores`` (cases x items): ``k / (k - 1) * (1 - sum of item
-    variances / variance of the case totals)``, variances ddof=1. Items with a NaN are dropped;
-    NaN below two cases or two items, or when the totals do not vary."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be cases x items (2-D), got shape {scores.shape}")
-    scores = scores[:, np.isfinite(scores).all(axis=0)]
-    cases, k = scores.shape
-    if cases < 2 or k < 2:
-        return math.nan
-    total = scores.sum(axis=1).var(ddof=1)
-    if total == 0:
-        return math.nan
-    return float(k / (k - 1) * (1 - scores.var(axis=0, ddof=1).sum() / total))
-
-
-def internal_consistency(per_image: Any, direction: str = "higher") -> float:
-    """Internal consistency of a metric over test images: Cronbach's alpha with explainers as
-    cases and images as items (``per_image`` is explainers x images). ``direction`` does not
-    change the value (flipping every item flips every total); it is accepted for symmetry."""
-    del direction
-    return cronbach_alpha(per_image)
-
-
-def rank_kept(unperturbed: Any, perturbed: Any) -> float:
-    """MetaQuantus's IEC_NR condition: the share of (explainer, column) entries whose rank
-    among the explainers (rows, ``argsort`` order as MetaQuantus) is the same in both
-    matrices (explainers x images, or explainers x 1 for means)."""
-    a = np.asarray(unperturbed, dtype=float)
-    b = np.asarray(perturbed, dtype=float)
-    if a.ndim == 1:
-        a, b = a[:, None], b[:, None]
-    if a.shape != b.shape or a.shape[0] < 2:
-        return math.nan
-    return float(
-        (np.argsort(a, axis=0, kind="stable") == np.argsort(b, axis=0, kind="stable")).mean()
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,67 +486,3 @@ def reliability_table(
         row |= {"property": _property_of(name, metric, properties), **columns}
         rows.append(row)
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering.
-
-HEADERS = {
-    "column": "metric",
-    "n_explainers": "explainers",
-    "n_repeats": "cells",
-    "alpha_seeds": "α seeds",
-    "alpha_retrain_seeds": "α retrains",
-    "alpha_models": "α models",
-    "alpha_debiasers": "α debiasers",
-    "alpha_datasets": "α datasets",
-    "alpha_images": "α images",
-    "internal_consistency": "internal consistency",
-    "inter_method": "inter-method ρ",
-    "resilience": "resilience (IAC NR)",
-    "reactivity": "reactivity (IAC AR)",
-    "rank_resilience": "rank resilience (IEC NR)",
-    "worse_under_disruption": "worse when disrupted (IEC AR)",
-    "meta_consistency": "MC",
-}
-"""The header of each rendered column; a column with no value in any row is left out."""
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return md(value)
-
-
-def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A GFM table of ``rows`` (from :func:`reliability_table`): the metric as code, numbers to
-    three decimals, ``–`` where not assessable; optional columns without any value are dropped.
-    Every string passes through ``benchmark.render.escape``."""
-    if not rows:
-        return "_No evaluator results to assess._\n"
-    always = ("column", "n_explainers", "n_repeats")
-    shown = [
-        key for key in HEADERS if key in always or any(row.get(key) is not None for row in rows)
-    ]
-    lines = [
-        "| " + " | ".join(md(HEADERS[k]) for k in shown) + " |",
-        "|" + "|".join(":--" if k == "column" else "--:" for k in shown) + "|",
-    ]
-    for row in rows:
-        cells = [
-            md_code(row["column"], in_table=True) if k == "column" else _cell(row.get(k))
-            for k in shown
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def by_column(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The rows keyed by their ``column`` (what a renderer looks a leaderboard column up by)."""
-    return {str(row["column"]): dict(row) for row in rows}

@@ -21,7 +21,9 @@ bad input (unknown suite, no or malformed ``data.json``, a ``-k`` that selects n
 default the rerun uses the published rows' thread count and device, so that a difference
 points at the machine rather than at the settings. DomainBed and HELM leave reproduction to a
 rerun by hand and a diff of tables; nothing compares a rerun with its own seed spread, hence
-this module.
+this module. It chooses, reruns and compares the values; the conditions are compared by
+``benchmark.provenance`` (``compare_conditions``, next to what it compares) and the report
+is drawn on the console by ``benchmark.render.reproduction``.
 """
 
 from __future__ import annotations
@@ -40,15 +42,28 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from benchmark.errors import BenchInputError
+from benchmark.provenance import Condition, compare_conditions
 from benchmark.records import Job, Plan
 from benchmark.registry import Registry
+from benchmark.render.reproduction import show
 from benchmark.render.site_data import Document, Row, SeedJob
 from benchmark.selection import select
 from benchmark.suite import Suite
+
+__all__ = [
+    "Condition",
+    "MetricRow",
+    "Report",
+    "SeedValue",
+    "choose",
+    "command",
+    "describe",
+    "load_published",
+    "reproduce",
+    "show",
+]
 
 
 @dataclass
@@ -81,17 +96,6 @@ class MetricRow:
     mean_diff_std: float | None
     note: str
     seeds: list[SeedValue]
-
-
-@dataclass
-class Condition:
-    """One condition as published and as rerun: ``equal``, ``differ``, ``mixed`` (the
-    published rows disagree among themselves) or ``not recorded``."""
-
-    field: str
-    published: list[str]
-    rerun: list[str]
-    verdict: str
 
 
 @dataclass
@@ -359,7 +363,7 @@ def reproduce(
             report.failed = [{"job": d, "error": e} for d, e in summary.failures]
             rerun = _rerun_values(store)
             report.rows = _compare(chosen, rerun)
-            report.conditions = _conditions(document, wanted, store, rerun)
+            report.conditions = compare_conditions(document, wanted, store, rerun)
     return report
 
 
@@ -439,179 +443,6 @@ def _compare(
                 MetricRow(row.id, column, std, n, published_mean, rerun_mean, shift, note, seeds)
             )
     return out
-
-
-# -- conditions -------------------------------------------------------------------------------
-
-
-def _machine_fields(machine: dict[str, Any], versions: dict[str, str]) -> dict[str, str | None]:
-    """The compared fields of one recorded machine (``None`` where it did not record one);
-    torch and Python fall back on the run's versions (runs from before provenance)."""
-    torch_build = machine.get("torch_build") or {}
-    numpy_build = machine.get("numpy_build") or {}
-
-    def joined(value: Any) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, dict):
-            return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
-        if isinstance(value, list):
-            return " ".join(value) or "none"
-        return str(value)
-
-    return {
-        "cpu": joined(machine.get("cpu")),
-        "cpu vendor": joined(machine.get("cpu_vendor")),
-        "instruction sets": joined(machine.get("cpu_flags")),
-        "torch cpu capability": joined(machine.get("cpu_capability")),
-        # the release (runs record the distribution's, ``2.14.1``); the build (``+cu130``) next
-        "torch": (torch_build.get("version") or versions.get("torch") or "").split("+")[0] or None,
-        "torch build / BLAS / oneDNN": (
-            f"{torch_build.get('version')} {torch_build.get('commit', '')[:10]} / "
-            f"{torch_build.get('blas')} {torch_build.get('mkl')} / "
-            f"{torch_build.get('onednn') or 'none'}"
-            if torch_build
-            else None
-        ),
-        "CUDA / cuDNN": (
-            f"{torch_build.get('cuda') or 'none'} / {torch_build.get('cudnn') or 'none'}"
-            if torch_build
-            else None
-        ),
-        "numpy": (
-            f"{numpy_build.get('version')} ({numpy_build.get('blas')})" if numpy_build else None
-        ),
-        "libc": joined(machine.get("libc")),
-        "python": machine.get("python") or versions.get("python"),
-        "GPUs": joined(machine.get("gpus")),
-        "numerics environment": joined(machine.get("numerics_env")),
-        "machine fingerprint": joined(machine.get("fingerprint")),
-    }
-
-
-def _condition(name: str, published: list[str | None], rerun: list[str | None]) -> Condition:
-    shown = sorted({p if p is not None else "not recorded" for p in published})
-    now = sorted({r if r is not None else "not recorded" for r in rerun})
-    if shown == ["not recorded"]:
-        verdict = "not recorded"
-    elif len(shown) > 1:
-        verdict = "mixed"
-    else:
-        verdict = "equal" if shown == now else "differ"
-    return Condition(name, shown, now, verdict)
-
-
-def _conditions(
-    document: Document, wanted: list[SeedJob], store: Any, rerun: dict[str, dict[str, Any]]
-) -> list[Condition]:
-    """Published conditions of the rerun jobs (their machines where each job names one, else
-    the machines of every run the document shows) against the rerun's own records."""
-    runs = document.provenance.runs
-    fingerprints = {j.machine for j in wanted}
-    if None not in fingerprints and fingerprints <= set(document.provenance.machines):
-        published = [(document.provenance.machines[f], {}) for f in sorted(fingerprints)]
-    else:
-        published = [(run.machine, run.versions) for run in runs]
-    rerun_runs = store.runs().to_dict("records")
-    current = [(json.loads(r["machine"]), json.loads(r["versions"])) for r in rerun_runs]
-    before = [_machine_fields(m, v) for m, v in published]
-    after = [_machine_fields(m, v) for m, v in current]
-    out = [
-        _condition(name, [b[name] for b in before], [a[name] for a in after]) for name in after[0]
-    ]
-    done = [rerun[j.job_key] for j in wanted if j.job_key in rerun]
-    for name in ("threads", "device"):
-        out.append(
-            _condition(
-                name,
-                [None if getattr(j, name) is None else str(getattr(j, name)) for j in wanted],
-                [None if d[name] is None else str(d[name]) for d in done],
-            )
-        )
-    versions_then = {f"{k} {v}" for run in runs for k, v in run.versions.items()}
-    versions_now = {f"{k} {v}" for _, versions in current for k, v in versions.items()}
-    changed = sorted({item.rsplit(" ", 1)[0] for item in versions_then ^ versions_now})
-    out.append(
-        Condition(
-            "library versions",
-            sorted(versions_then - versions_now) or ["same"],
-            sorted(versions_now - versions_then) or ["same"],
-            "differ" if changed else "equal",
-        )
-    )
-    return out
-
-
-# -- output -----------------------------------------------------------------------------------
-
-
-def _std(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}"
-
-
-def show(report: Report, console: Console) -> None:
-    """The report as tables: per metric, the largest differences, the conditions."""
-    table = Table(title=f"reproduction of {escape(report.suite)} ({len(report.rows)} cells)")
-    for column in (
-        "metric",
-        "values",
-        "identical",
-        "largest Δ/std",
-        "median Δ/std",
-        "largest row-mean shift/std",
-        "differing without std (largest |Δ|)",
-    ):
-        table.add_column(column, overflow="fold")
-    for m in report.metrics():
-        table.add_row(
-            escape(m["metric"]),
-            str(m["values"]),
-            str(m["identical"]),
-            _std(m["largest_std"]),
-            _std(m["median_std"]),
-            _std(m["largest_mean_shift_std"]),
-            f"{m['differing_without_std']} ({_std(m['largest_abs'])})"
-            if m["differing_without_std"]
-            else "0",
-        )
-    console.print(table)
-    differing = sorted(
-        ((r, v) for r in report.rows for v in r.seeds if v.rerun is not None and not v.identical),
-        key=lambda rv: (rv[1].diff_std is None, -(rv[1].diff_std or rv[1].abs_diff or 0.0)),
-    )
-    if differing:
-        table = Table(title="largest differences")
-        for column in ("row", "metric", "seed", "published", "rerun", "|Δ|", "Δ/std"):
-            table.add_column(column, overflow="fold")
-        for r, v in differing[:10]:
-            table.add_row(
-                escape(r.row),
-                escape(r.metric),
-                str(v.seed),
-                repr(v.published),
-                repr(v.rerun),
-                f"{v.abs_diff:.3g}",
-                _std(v.diff_std),
-            )
-        console.print(table)
-    table = Table(title="conditions: published vs rerun")
-    for column in ("condition", "published", "rerun", "verdict"):
-        table.add_column(column, overflow="fold")
-    for c in report.conditions:
-        style = {"equal": "", "not recorded": "dim"}.get(c.verdict, "yellow")
-        table.add_row(
-            c.field,
-            escape("; ".join(c.published)),
-            escape("; ".join(c.rerun)),
-            c.verdict,
-            style=style,
-        )
-    console.print(table)
-    for note in report.notes:
-        console.print(f"note: {escape(note)}")
-    for failure in report.failed:
-        console.print(f"[red]rerun failed[/] {escape(failure['job'])}: {escape(failure['error'])}")
-    console.print(escape(report.summary()["text"]))
 
 
 def command(
