@@ -70,3 +70,30 @@ def test_one_model_and_one_seed_is_not_assessable():
     counts = jobs([("g", "a", 0, {"cells": 10.0}), ("g", "a", 1, {"cells": 10.0})])
     assert assessable(counts)
     assert model_independence(counts, {("ev", "cells"): "neither"}).empty  # counts left out
+
+
+def test_the_page_groups_identical_scores_and_lists_the_others_one_by_one():
+    from types import SimpleNamespace
+
+    from benchmark.render.markdown import _independence
+
+    flags = pd.DataFrame(
+        [["d", "random", "ev", f"m{i}", 3, 0.0, None, "identical"] for i in range(5)]
+        + [["d", "grad|ient", "ev", "score", 3, 1e-5, 0.2, "far below image spread"]]
+        + [["d", "gradient", "ev", "other", 3, 0.1, 0.2, ""]],
+        columns=[
+            "dataset",
+            "explainer",
+            "evaluator",
+            "metric",
+            "n_values",
+            "spread",
+            "image_spread",
+            "flag",
+        ],
+    )
+    text = "\n".join(_independence(SimpleNamespace(independence=flags)))
+    assert "7 (dataset, explainer, metric) combinations" in text and "6 are flagged" in text
+    assert "| d | random | ev | 5 | m0, m1, m2 and 2 more |" in text
+    assert "| d | grad\\|ient | ev.score | 3 | 1e-05 | 0.2 | far below image spread |" in text
+    assert "other" not in text

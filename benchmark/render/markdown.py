@@ -188,12 +188,31 @@ def _independence(lb: Leaderboard) -> list[str]:
         "measures the images rather than the model.",
         "",
     ]
-    if len(flagged):
+    identical = flagged[flagged["flag"] == "identical"]
+    below = flagged[flagged["flag"] != "identical"]
+    if len(identical):
+        lines += [
+            "Identical over every model and seed (a model-independent control belongs here):",
+            "",
+            "| dataset | explainer | evaluator | metrics | examples |",
+            "|---|---|---|---|---|",
+        ]
+        for (dataset, explainer, evaluator), group in identical.groupby(
+            ["dataset", "explainer", "evaluator"], sort=False
+        ):
+            shown = ", ".join(md(m) for m in group["metric"].head(3))
+            more = f" and {len(group) - 3} more" if len(group) > 3 else ""
+            lines.append(
+                f"| {md(dataset)} | {md(explainer)} | {md(evaluator)} | {len(group)} | "
+                f"{shown}{more} |"
+            )
+        lines.append("")
+    if len(below):
         lines += [
             "| dataset | explainer | metric | values | spread | spread over images | flag |",
             "|---|---|---|---|---|---|---|",
         ]
-        for row in flagged.itertuples(index=False):
+        for row in below.itertuples(index=False):
             image = "" if pd.isna(row.image_spread) else f"{row.image_spread:.4g}"
             lines.append(
                 f"| {md(row.dataset)} | {md(row.explainer)} | {md(row.evaluator)}.{md(row.metric)} "
