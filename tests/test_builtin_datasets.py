@@ -27,8 +27,9 @@ def rows(x: torch.Tensor) -> set[bytes]:
 
 def test_both_datasets_are_registered_with_limit_params_and_the_images_tag():
     specs = registered()
-    # bam-mnist: tests/test_bam_mnist.py; colored-mnist: tests/test_colored_mnist.py
-    assert set(specs) == {"mnist", "digits", "bam-mnist", "colored-mnist"}
+    # bam-mnist, colored-mnist, block-mnist: tests/test_bam_mnist.py, test_colored_mnist.py,
+    # test_block_mnist.py
+    assert set(specs) == {"mnist", "digits", "bam-mnist", "colored-mnist", "block-mnist"}
     for name, spec in specs.items():
         if name not in DATASETS:
             continue

@@ -6,8 +6,8 @@ Each dataset module exposes ``specs()``; this module only lists them.
 from __future__ import annotations
 
 from benchmark.kit.registration import register_specs_of
-from plugins.datasets import bam_mnist, colored_mnist, digits, mnist
+from plugins.datasets import bam_mnist, block_mnist, colored_mnist, digits, mnist
 
-MODULES = (mnist, digits, bam_mnist, colored_mnist)
+MODULES = (mnist, digits, bam_mnist, colored_mnist, block_mnist)
 
 bench_register_datasets = register_specs_of(MODULES)

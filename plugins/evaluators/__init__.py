@@ -11,11 +11,13 @@ from plugins.evaluators import (
     data_randomisation,
     fairness,
     faithfulness,
+    gradient_alignment,
     meta_evaluation,
     model_randomisation,
     quantus,
     road,
     roar,
+    robustness,
 )
 
 MODULES = (
@@ -30,6 +32,8 @@ MODULES = (
     faithfulness,
     road,
     quantus,
+    gradient_alignment,
+    robustness,
     meta_evaluation,
 )
 """Every evaluator module, each exposing ``specs()``; registered in this order."""

@@ -32,6 +32,10 @@ REFERENCES = {
     "insertion": "Petsiuk, Das & Saenko 2018, RISE (BMVC)",
     "fairness": "Sagawa et al. 2020 (Group DRO, ICLR), Bahng et al. 2020 (ReBias, ICML), "
     "Feldman et al. 2015 (disparate impact), Hardt et al. 2016 (equalized odds)",
+    "gradient-alignment": "Etmann, Lunz, Maass & Schönlieb 2019, On the Connection Between "
+    "Adversarial Robustness and Saliency Map Interpretability (ICML; alignment); Shah, Jain & "
+    "Netrapalli 2021, Do Input Gradients Highlight Discriminative Features? (NeurIPS; DiffROAR, "
+    "BlockMNIST)",
     "kar": "Hooker, Erhan, Kindermans & Kim 2019, A Benchmark for Interpretability Methods "
     "in Deep Neural Networks (NeurIPS)",
     "roar": "Hooker, Erhan, Kindermans & Kim 2019, A Benchmark for Interpretability Methods "

@@ -45,6 +45,7 @@ from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt
 from benchmark.kit.apgd import apgd
 from benchmark.kit.attacks import Norm, fgsm, misclassified, pgd
 from benchmark.kit.evaluation import eval_mode, evaluation_seed
+from benchmark.kit.seeding import seeded
 from benchmark.kit.square import square_linf
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.declaring import evaluator_spec
@@ -172,7 +173,8 @@ def _reference_attack(
             seed=settings["seed"],
             device=device,
         )
-    return attack.perturb(x, y).detach()
+    with seeded(settings["seed"], device):  # the reference reseeds torch's global generator
+        return attack.perturb(x, y).detach()
 
 
 def robust_on(
@@ -241,7 +243,7 @@ def evaluate_robustness(
     curves: dict[str, Any] = {}
     with eval_mode(model):
         correct = ~misclassified(model, x, y)
-        metrics["clean_accuracy"] = float(correct.float().mean())
+        metrics["clean_accuracy"] = int(correct.sum()) / len(x)
         xc, yc = x[correct], y[correct]
         robust_at: dict[tuple[str, float], torch.Tensor] = {}
         for norm, grid in (("linf", linf_eps), ("l2", l2_eps)):
@@ -258,6 +260,9 @@ def evaluate_robustness(
                     value = float(survived.sum()) / len(x)
                     metrics[metric_name(attack, norm, eps)] = value
                     curve.setdefault(attack, []).append(value)
+                if eps == 0:  # the curves start at the clean accuracy for every attack
+                    for attack in attacks:
+                        curve.setdefault(attack, []).append(metrics["clean_accuracy"])
                 robust_at[("robust", norm, eps)] = worst
                 metrics[metric_name("robust", norm, eps)] = float(worst.sum()) / len(x)
                 curve.setdefault("robust", []).append(metrics[metric_name("robust", norm, eps)])
