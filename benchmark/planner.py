@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 
+from benchmark.exclusions import excluded_by
 from benchmark.records import ComponentRecord, Job, Plan, Skip, training_key
 from benchmark.selection import select
 from benchmark.specs import all_provides
@@ -78,6 +79,10 @@ def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) 
             continue
         for explainer in explainers if wants_explainer else [None]:
             combo = [c for c in (dataset, model, debiaser, explainer, evaluator) if c is not None]
+            excluded = excluded_by(suite.model.exclude, {c.kind: c.label for c in combo})
+            if excluded:
+                plan.skipped.append(Skip(tuple(combo), excluded))
+                continue
             reasons = unmet_requirements(combo)
             if reasons:
                 plan.skipped.append(Skip(tuple(combo), "; ".join(reasons)))

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from benchmark import yaml_input
 from benchmark.errors import BenchInputError
+from benchmark.exclusions import check_exclusions
 from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
 from benchmark.params import MAX_SEED, check_params
 from benchmark.records import digest
@@ -118,6 +119,12 @@ class SuiteModel(_Strict):
     """How rows are ranked and which columns are shown (required)."""
     job_timeout_s: float | None = Field(default=None, gt=0)
     """Default time limit of each job in seconds, training included (default 2 h)."""
+    exclude: list[dict[Literal["dataset", "model", "debiaser", "explainer", "evaluator"], str]] = (
+        Field(default_factory=list)
+    )
+    """Combinations not to plan: each entry maps kinds to labels of this suite
+    (``{dataset: block-mnist, model: madry-cnn}``); a combination matching every label of an
+    entry is skipped, and ``bench plan`` says which entry skipped it."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -359,6 +366,12 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
             )
         components[kind] = resolved
     suite = Suite(model=model, source=source, components=components, ref=source)
+    check_exclusions(
+        model.exclude,
+        {kind: [c.label for c in cs] for kind, cs in components.items()},
+        source,
+        lambda loc: _line_of(node, loc),
+    )
     check_leaderboard(suite, node)
     return suite
 

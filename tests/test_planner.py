@@ -71,3 +71,47 @@ def test_keys_change_with_params_and_seed(toy_registry):
     assert not {j.train_key for j in base.jobs} & {j.train_key for j in changed.jobs}
     seeds = make_plan(toy_registry, SUITE.replace("[0, 1, 2]", "[0]"))
     assert {j.key for j in seeds.jobs} < {j.key for j in base.jobs}
+
+
+EXCLUDING = """\
+name: plan-test
+datasets: [toy-bars]
+models: [toy-linear]
+debiasers: [toy-sgd, {name: toy-sgd, label: sgd-long, params: {steps: 2}}]
+explainers: [toy-gradient]
+evaluators: [toy-accuracy, toy-mass]
+seeds: [0, 1]
+exclude:
+  - {debiaser: sgd-long, evaluator: toy-mass}
+leaderboard: {metric: accuracy}
+"""
+
+
+def test_excluded_combinations_are_skipped_with_the_rule_that_skipped_them(toy_registry):
+    plan = make_plan(toy_registry, EXCLUDING)
+    planned = {(j.debiaser.label, j.evaluator.label) for j in plan.jobs}
+    assert planned == {
+        ("toy-sgd", "toy-accuracy"),
+        ("toy-sgd", "toy-mass"),
+        ("sgd-long", "toy-accuracy"),
+    }
+    reasons = [s.reason for s in plan.skipped]
+    assert reasons == [
+        "excluded by the suite (exclude[0]: debiaser 'sgd-long', evaluator 'toy-mass')"
+    ]
+
+
+def test_an_exclusion_naming_an_unknown_label_is_a_clear_error(toy_registry):
+    import pytest
+
+    from benchmark.errors import BenchInputError
+
+    text = EXCLUDING.replace("debiaser: sgd-long", "debiaser: sgd-lung")
+    with pytest.raises(BenchInputError) as caught:
+        make_plan(toy_registry, text)
+    message = str(caught.value)
+    assert "exclude[0].debiaser" in message and "did you mean 'sgd-long'" in message
+    with pytest.raises(BenchInputError, match="must name at least one"):
+        make_plan(
+            toy_registry, EXCLUDING.replace("{debiaser: sgd-long, evaluator: toy-mass}", "{}")
+        )
