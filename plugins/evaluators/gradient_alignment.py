@@ -42,8 +42,9 @@ first ``n_images`` test images, explained for the model's prediction by default
 Retraining follows the paper: standard training of the same architecture (the robust models
 are the ones *explained*; the retrained models only measure how predictive the kept pixels
 are), here plain cross-entropy through ``benchmark.kit.training.train_loop`` with its shared
-defaults and ``diffroar_epochs``, on a fresh ``context.model_spec.factory(num_classes,
-input_shape)`` seeded by the job's seed (both models of a level start from the same weights).
+defaults and ``diffroar_epochs``, on a fresh copy of the job's architecture (its suite parameters
+included), re-initialised by each layer's ``reset_parameters`` seeded by the job's seed
+(both models of a level start from the same weights).
 The retrained weights are cached content-addressed under ``context.cache_dir`` (kind
 ``diffroar``, keyed by the architecture, the training parameters, the seed and a fingerprint of
 the masked training data), so a rerun retrains nothing. The training set's attributions come
@@ -58,14 +59,14 @@ seed-cnn trained on block-mnist with the ``gradient`` explainer, cache included.
 
 Deliberate deviations: pixels (all channels together) are ranked by ``|a|`` summed over
 channels, ties broken by ROAR's fixed priority, where the reference ranks each coordinate; the
-retrained model is built with the model's registered default parameters (the context carries
-its spec, not the job's overrides) and trained with plain ERM whatever the job's debiaser.
+retrained model is trained with plain ERM whatever the job's debiaser (see above).
 Images whose map is all zero have no alignment; they are left out of every mean and counted
 in ``zero_maps``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -76,6 +77,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
 from benchmark.cache import ArtifactCache, tensor_fingerprint
+from benchmark.kit.devices import initialise_on_cpu
 from benchmark.kit.evaluation import (
     Target,
     check_attributions,
@@ -180,13 +182,23 @@ def _attributions(
     return torch.cat(parts)
 
 
+def _reset_parameters(model: torch.nn.Module) -> None:
+    """Every layer's own initialisation (``reset_parameters``), running statistics reset."""
+    for module in model.modules():
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
 def retrained_model(context: EvaluationContext, data: Split, epochs: int) -> torch.nn.Module:
     """A fresh model of the job's architecture trained with plain cross-entropy on ``data``,
     seeded by the job's seed; loaded from ``context.cache_dir`` when trained before."""
     spec, dataset, seed = context.model_spec, context.dataset, int(context.seed)
     training = dataclasses.asdict(TRAINING) | {"epochs": int(epochs)}
-    with seeded(seed, context.device):
-        model = spec.factory(dataset.num_classes, dataset.input_shape).to(context.device)
+    # the job's own architecture (its suite parameters included), freshly initialised: the
+    # factory's defaults could be another network (madry-cnn's reference widths)
+    model = initialise_on_cpu(copy.deepcopy(context.model), seed, _reset_parameters)
 
     def step(batch: Batch) -> torch.Tensor:
         return F.cross_entropy(model(batch.x), batch.y)
@@ -202,7 +214,7 @@ def retrained_model(context: EvaluationContext, data: Split, epochs: int) -> tor
     identity = {
         "evaluator": NAME,
         "version": VERSION,
-        "model": {"name": spec.name, "version": spec.version},
+        "model": {"name": spec.name, "version": spec.version, "architecture": repr(model)},
         "classes": dataset.num_classes,
         "input_shape": list(dataset.input_shape),
         "training": training,

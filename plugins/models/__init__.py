@@ -12,8 +12,8 @@ model ends in such a classifier and so provides ``linear-head``. Each model modu
 from __future__ import annotations
 
 from benchmark.kit.registration import register_specs_of
-from plugins.models import mlp, pyramidnet, seed_cnn, simple_conv, torchvision_nets
+from plugins.models import madry_cnn, mlp, pyramidnet, seed_cnn, simple_conv, torchvision_nets
 
-MODULES = (seed_cnn, mlp, simple_conv, torchvision_nets, pyramidnet)
+MODULES = (seed_cnn, mlp, simple_conv, torchvision_nets, pyramidnet, madry_cnn)
 
 bench_register_models = register_specs_of(MODULES)
