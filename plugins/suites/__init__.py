@@ -14,6 +14,8 @@ SUITES = {
     "fairness": "colored-mnist and MNIST x five models x ERM and 11 debiasers x fairness metrics.",
     "bias-localisation": "Does an explanation show the shortcut? Attribution mass on the "
     "spurious region (colored-mnist background, bam-mnist scene) next to fairness metrics.",
+    "robustness": "Adversarial training (PGD, FGSM-RS, TRADES) x robust accuracy under five "
+    "attacks with reliability flags x gradient alignment with the input (MNIST, block-mnist).",
 }
 
 
