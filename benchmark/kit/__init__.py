@@ -10,6 +10,9 @@ third-party plugin is written the same way (and measured the same way) as the bu
 * ``benchmark.kit.figures``: curve figures drawn from stored arrays.
 * ``benchmark.kit.seeding``: seeded blocks that leave the global random state alone, per-image
   seeds, named streams.
+* ``benchmark.kit.attacks``, ``benchmark.kit.apgd``, ``benchmark.kit.square``: batched,
+  batch-independent attacks (FGSM, PGD, APGD-CE / DLR, the Square Attack) under Linf and L2,
+  for adversarial training and robustness evaluation.
 * ``benchmark.kit.devices``: where a module lives, numbers back on the CPU, CPU-seeded
   re-initialisation.
 """
