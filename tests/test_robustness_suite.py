@@ -28,12 +28,15 @@ def test_builtin_suite_plans_what_its_description_promises():
     assert {(d, e) for d, _, e in by_evaluator["diffroar"]} == {
         ("block-mnist", "gradient"),
         ("block-mnist", "grad-cam"),
+        ("block-mnist", "random"),
     }
     assert {e for _, _, e in by_evaluator["gradient-alignment"]} == {
         "gradient",
         "integrated-gradients",
         "grad-cam",
         "deep-shap",
+        "random",
+        "sobel",
     }
     # everything left out is said, with the rule that left it out
     assert plan.skipped and all("excluded by the suite" in s.reason for s in plan.skipped)
