@@ -61,6 +61,24 @@ def test_signal_mass_of_the_mask_is_one_and_of_a_uniform_map_the_area():
     assert area == pytest.approx([1 / 16])
 
 
+def test_foreground_mass_separates_magnitude_on_the_strokes_from_signed_alignment():
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, :] = 1.0  # a one-row "stroke": 4 of 16 pixels
+    # a map on the stroke with alternating signs: all its mass on the foreground, yet its
+    # signed inner product with the image cancels
+    a = torch.zeros_like(x)
+    a[0, 0, 1, :] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    share, area = ga.foreground_mass(x, a)
+    assert share == pytest.approx([1.0]) and area == pytest.approx([0.25])
+    _, cosine = ga.alignment(x, a)
+    assert cosine == pytest.approx([0.0])
+    share, _ = ga.foreground_mass(x, torch.ones_like(x))  # uniform map: the area share
+    assert share == pytest.approx([0.25])
+    # the foreground is relative to the image's own minimum (a grey background is background)
+    share, area = ga.foreground_mass(x * 0.5 + 0.2, a)
+    assert share == pytest.approx([1.0]) and area == pytest.approx([0.25])
+
+
 def test_scores_of_a_batch_are_the_scores_of_its_images():
     g = torch.Generator().manual_seed(3)
     x, a = torch.rand(5, 1, 12, 10, generator=g), torch.randn(5, 1, 12, 10, generator=g)
@@ -203,12 +221,15 @@ def test_end_to_end_on_block_mnist_with_the_gradient_explainer(real):
         "zero_maps",
         "signal_mass",
         "signal_mass_random",
+        "foreground_mass",
+        "foreground_area",
         "diffroar_50",
     }
     assert set(m) <= set(ga.DIRECTIONS) and all(math.isfinite(v) for v in m.values())
     assert m["alignment"] > 0 and 0 < m["alignment_cosine"] <= 1
     assert 0 <= m["signal_mass"] <= 1 and m["signal_mass_random"] == pytest.approx(0.5)
     assert -1 <= m["diffroar_50"] <= 1 and m["zero_maps"] == 0
+    assert 0 < m["foreground_area"] < m["foreground_mass"] <= 1  # the gradient favours strokes
     # for the gradient explainer the alignment is Etmann's: |<x, grad logit_pred>| / ||grad||
     x = context.dataset.test.x[:40].clone().requires_grad_(True)
     logits = context.model(x)

@@ -22,6 +22,11 @@ first ``n_images`` test images, explained for the model's prediction by default
   measures of Adebayo et al.'s sanity checks (``plugins.evaluators.similarity``): the Spearman
   rank correlation and the SSIM between ``|a|`` summed over channels and the image averaged
   over channels (SSIM min-max scales both to [0, 1] per image).
+* ``foreground_mass``: the share of ``|a|`` on the image's foreground (pixels above the
+  image's minimum: an MNIST digit's strokes), beside ``foreground_area``, the foreground's
+  share of the pixels (what a uniform map gets). A map can put its magnitude on the strokes
+  with mixed signs: then ``foreground_mass`` is high while ``alignment_cosine``, a signed inner
+  product, is low; the two together say which sense of "looks like the input" holds.
 * ``signal_mass`` (Shah, Jain & Netrapalli, "Do Input Gradients Highlight Discriminative
   Features?", NeurIPS 2021, sec. 4): on a dataset with ``extras["signal_mask"]``
   (``block-mnist``), the share of ``|a|`` mass inside the signal block, mean over images
@@ -98,8 +103,10 @@ from plugins.evaluators.roar import fill_removed, removal_mask, removal_order
 from plugins.evaluators.similarity import spearman, ssim
 
 NAME = "gradient-alignment"
-VERSION = "1"
-"""Part of the retrained models' cache key: bump it with the numbers."""
+VERSION = "2"
+"""The evaluator's version (2: ``foreground_mass`` and ``foreground_area`` added)."""
+RETRAIN_VERSION = "1"
+"""Part of DiffROAR's retrained models' cache key: bump it when their training changes."""
 CACHE_KIND = "diffroar"
 """The artifact kind of DiffROAR's retrained weights under ``context.cache_dir``."""
 SAMPLE = 6
@@ -139,6 +146,19 @@ def signal_mass(
     mask = torch.as_tensor(signal_mask).bool()
     region = mask.any(1) if mask.ndim == 4 else mask
     with torch.no_grad():
+        return region_mass(attributions, region)
+
+
+def foreground_mass(x: torch.Tensor, attributions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the share of ``|a|`` mass on the image's foreground (pixels above the image's
+    minimum in some channel: an MNIST digit's strokes) and the foreground's share of the pixels.
+
+    It separates the two things "the map looks like the input" can mean: a map whose magnitude
+    sits on the strokes with mixed signs has a high ``foreground_mass`` and a low
+    ``alignment_cosine`` (the signed inner product cancels)."""
+    with torch.no_grad():
+        low = x.detach().flatten(1).amin(dim=1).view(-1, 1, 1, 1)
+        region = (x.detach() > low + 1e-6).any(dim=1)
         return region_mass(attributions, region)
 
 
@@ -213,7 +233,7 @@ def retrained_model(context: EvaluationContext, data: Split, epochs: int) -> tor
         return model.eval()
     identity = {
         "evaluator": NAME,
-        "version": VERSION,
+        "version": RETRAIN_VERSION,
         "model": {"name": spec.name, "version": spec.version, "architecture": repr(model)},
         "classes": dataset.num_classes,
         "input_shape": list(dataset.input_shape),
@@ -292,7 +312,10 @@ def evaluate_gradient_alignment(
         "spearman_input": spear,
         "ssim_input": structural,
     }
+    share, area = foreground_mass(x, attributions)
+    per_image["foreground_mass"] = np.where(valid, share, np.nan)
     metrics = {name: float(np.nanmean(v)) for name, v in per_image.items()}
+    metrics["foreground_area"] = float(area.mean())
     metrics["zero_maps"] = float((~valid).sum())
     mask = (context.dataset.test.extras or {}).get("signal_mask")
     if mask is not None:
@@ -373,6 +396,8 @@ DIRECTIONS: dict[str, Direction] = {
     "ssim_input": "higher",
     "signal_mass": "higher",
     "signal_mass_random": "neither",
+    "foreground_mass": "higher",
+    "foreground_area": "neither",
     "zero_maps": "neither",
 } | {f"diffroar_{t}": "higher" for t in range(1, 100)}
 """Higher is "more like the image" and "more on the discriminative pixels", the sense in which
@@ -390,6 +415,10 @@ GLOSSARY = {
     "signal_mass_random": "The signal block's share of the pixels: what a uniform or random "
     "map gets, the control for signal_mass.",
     "zero_maps": "Test images whose map is all zero (left out of every mean).",
+    "foreground_mass": "Share of the |a| mass on the image's foreground (pixels above its "
+    "minimum: the digit's strokes), mean over test images.",
+    "foreground_area": "The foreground's share of the pixels: what a uniform map gets, the "
+    "control for foreground_mass.",
 } | {
     f"diffroar_{t}": f"DiffROAR at k = {t / 100:g} (Shah et al. 2021): accuracy of a model "
     f"retrained on the top {t} % of pixels by |a| minus one retrained on the bottom {t} %; "
