@@ -44,11 +44,12 @@ def test_builtin_suite_runs_every_model_with_every_debiaser_on_both_datasets():
 def test_supervised_debiasers_require_groups_and_unsupervised_ones_do_not():
     registry = Registry.load()
     specs = {spec.name: spec for spec in registry.specs("debiaser")}
-    assert SUPERVISED | UNSUPERVISED | {"none", "augment", "padain", "mtl-heads"} == set(specs)
+    others = {"none", "augment", "padain", "mtl-heads"}
+    assert SUPERVISED | UNSUPERVISED | ROBUST_TRAINING | others == set(specs)
     for name in SUPERVISED:
         assert "groups" in specs[name].requires, name
     assert "bias_attribute" in specs["end"].requires and "bias_attribute" in specs["irene"].requires
-    for name in UNSUPERVISED | {"none"}:
+    for name in UNSUPERVISED | ROBUST_TRAINING | {"none"}:
         assert "groups" not in specs[name].requires, name
 
 

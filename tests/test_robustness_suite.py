@@ -78,11 +78,9 @@ def test_mini_robustness_suite_through_the_cli(tmp_path):
     assert cells["n_failed"].sum() == 0
     robust = cells.query("metric == 'robust_linf_0_1'").set_index("debiaser")["mean"]
     clean = cells.query("metric == 'clean_accuracy'").set_index("debiaser")["mean"]
-    assert (robust <= clean).all()
-    # two epochs of PGD training on 800 images cost clean accuracy, but the attack takes
-    # a smaller share of what the model gets right (tests/test_debiasers_adversarial.py
-    # trains long enough for robust accuracy itself to beat ERM's)
-    assert robust["adv-pgd"] / clean["adv-pgd"] > robust["erm"] / clean["erm"]
+    assert (robust <= clean).all() and (robust < clean).all()  # the attack does bite
+    # that PGD training buys robustness is tested where it trains long enough for it:
+    # tests/test_debiasers_adversarial.py (two epochs on 800 images do not)
     board = tmp_path / "leaderboards" / "mini-robustness"
     figures = {p.name for p in (board / "figures").iterdir()}
     assert any(name.startswith("robust-linf-mnist-seed-cnn") for name in figures), figures
