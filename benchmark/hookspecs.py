@@ -92,6 +92,8 @@ def bench_register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None
     ``groups``, ``retrain``, ...). ``context.model`` and ``context.dataset`` are on
     ``context.device``; bring numbers back with ``.cpu()``. An evaluator that trains models
     through ``context.train`` declares how many in ``retrains`` so ``bench plan`` shows it.
+    A model-set evaluator (``model_set=True``) receives ``context.members``, the Rashomon set
+    of the suite's models that the core chose on the dataset's validation split.
     """
 
 

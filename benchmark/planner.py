@@ -8,9 +8,11 @@ components ``provide``. An explainer is paired only with evaluators that require
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from benchmark.exclusions import excluded_by
+from benchmark.model_sets import plan_sets
 from benchmark.records import ComponentRecord, Job, Plan, Skip, training_key
 from benchmark.selection import select
 from benchmark.specs import all_provides
@@ -56,6 +58,52 @@ def declared_retrains(evaluator: Component) -> int:
     return int(count(evaluator.params)) if callable(count) else 0
 
 
+def _admissible(suite: Suite, combo: list[Component]) -> str:
+    """Why a combination cannot run (an exclusion, unmet requirements), empty if it can."""
+    return excluded_by(suite.model.exclude, {c.kind: c.label for c in combo}) or "; ".join(
+        unmet_requirements(combo)
+    )
+
+
+def _set_jobs(
+    suite: Suite, explainers: list[Component | None], timeout_s: float | None, plan: Plan
+) -> list[Job]:
+    """Model-set jobs (``EvaluatorSpec.model_set``), after every per-model job: one per set
+    of candidate models (``benchmark.model_sets.plan_sets``), per explainer if it needs one."""
+    comps = suite.components
+    jobs: list[Job] = []
+    for dataset in comps["dataset"]:
+        for evaluator in comps["evaluator"]:
+            if not getattr(evaluator.spec, "model_set", False):
+                continue
+            wants_explainer = "explainer" in evaluator.spec.requires
+            if wants_explainer and not explainers:
+                plan.skipped.append(
+                    Skip(
+                        (dataset, evaluator),
+                        f"evaluator '{evaluator.label}' requires 'explainer', but the suite "
+                        "lists none",
+                    )
+                )
+                continue
+            for explainer in explainers if wants_explainer else [None]:
+                found, skipped = plan_sets(
+                    dataset,
+                    comps["model"],
+                    comps["debiaser"],
+                    evaluator,
+                    explainer,
+                    suite.seeds,
+                    lambda combo: _admissible(suite, combo),
+                )
+                plan.skipped += [Skip(shown, reason) for shown, reason in skipped]
+                combo = [c for c in (dataset, explainer, evaluator) if c is not None]
+                combo += comps["model"] + comps["debiaser"]
+                limit = job_timeout(suite, combo, timeout_s)
+                jobs += [dataclasses.replace(job, timeout_s=limit) for job in found]
+    return jobs
+
+
 def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) -> Plan:
     """All compatible combinations of the suite, in a stable order that groups by trained model.
 
@@ -65,8 +113,9 @@ def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) 
     plan = Plan(suite=suite)
     comps = suite.components
     explainers: list[Component | None] = list(comps["explainer"])
+    per_model = [e for e in comps["evaluator"] if not getattr(e.spec, "model_set", False)]
     for dataset, model, debiaser, evaluator in itertools.product(
-        comps["dataset"], comps["model"], comps["debiaser"], comps["evaluator"]
+        comps["dataset"], comps["model"], comps["debiaser"], per_model
     ):
         wants_explainer = "explainer" in evaluator.spec.requires
         if wants_explainer and not explainers:
@@ -114,6 +163,7 @@ def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) 
             seed_order[j.seed],
         )
     )
+    plan.jobs += _set_jobs(suite, explainers, timeout_s, plan)
     if select_expr:
         kept = [job for job in plan.jobs if select(select_expr, job.describe())]
         plan.deselected = len(plan.jobs) - len(kept)

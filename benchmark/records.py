@@ -67,10 +67,12 @@ class ComponentRecord:
     """The suite's display name (differs from ``name`` when one component appears twice)."""
     plugin: str = ""
     distribution: str = ""
+    validation: int = 0
+    """A dataset's training images held out for model selection (the suite's ``validation``)."""
 
     def identity(self) -> dict[str, Any]:
         """What makes this component's output what it is: the content of every cache key."""
-        return {"name": self.name, "version": self.version, "params": self.params}
+        return identity(self.name, self.version, self.params, self.validation)
 
     @classmethod
     def of(cls, component: Component) -> ComponentRecord:
@@ -83,7 +85,52 @@ class ComponentRecord:
             label=component.label,
             plugin=spec.plugin,
             distribution=spec.distribution,
+            validation=component.validation,
         )
+
+
+def identity(name: str, version: str, params: dict[str, Any], validation: int = 0) -> dict:
+    """A component's cache identity; a held-out validation split joins it only when there is
+    one, so every key made before validation splits existed stays what it was."""
+    out: dict[str, Any] = {"name": name, "version": version, "params": params}
+    if validation:
+        out["validation"] = validation
+    return out
+
+
+SET_KINDS = {
+    "seeds": (),
+    "models": ("model",),
+    "debiasers": ("debiaser",),
+    "models+debiasers": ("model", "debiaser"),
+}
+"""What the members of a model set may differ in besides the seed (``across``), and so which
+of a set job's components stand for several (``set_record``)."""
+
+
+def set_record(kind: str, records: list[ComponentRecord]) -> ComponentRecord:
+    """The one record a set job shows for a kind its members differ in: its label names them
+    all (``seed-cnn + resnet18``), its params list their identities, so the key covers them."""
+    distinct = list({r.label: r for r in records}.values())
+    return ComponentRecord(
+        kind=kind,
+        name="set",
+        version="1",
+        params={"members": [r.identity() for r in distinct]},
+        label=" + ".join(r.label for r in distinct),
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a model-set job: the model and debiaser it was trained with, and its seed."""
+
+    model: ComponentRecord
+    debiaser: ComponentRecord
+    seed: int
+
+    def describe(self) -> str:
+        return f"{self.model.label} / {self.debiaser.label} / seed {self.seed}"
 
 
 def training_key(
@@ -122,6 +169,9 @@ class Job:
     timeout_s: float | None = None
     retrains: int = 0
     """Models the evaluator declares it trains inside the job (ROAR, data randomisation)."""
+    members: tuple[Member, ...] = ()
+    """A model-set job's candidate models (before the Rashomon filter); empty otherwise. Its
+    ``seed`` then seeds only the evaluator's own sampling."""
 
     def components(self) -> list[ComponentRecord]:
         """Present components in pipeline order."""
@@ -131,18 +181,37 @@ class Job:
     @property
     def key(self) -> str:
         """Content address of the job: same components, versions, params and seed -> same key."""
-        return digest(
-            {
-                "components": [c.identity() for c in self.components()],
-                "kinds": [c.kind for c in self.components()],
-                "seed": self.seed,
-            }
-        )
+        content: dict[str, Any] = {
+            "components": [c.identity() for c in self.components()],
+            "kinds": [c.kind for c in self.components()],
+            "seed": self.seed,
+        }
+        if self.members:
+            content["members"] = [
+                [m.model.identity(), m.debiaser.identity(), m.seed] for m in self.members
+            ]
+        return digest(content)
 
     @property
     def train_key(self) -> str:
-        """Content address of the trained model this job needs (shared across evaluators)."""
+        """Content address of the trained model this job needs (shared across evaluators);
+        for a model-set job, of its first member."""
+        if self.members:
+            first = self.members[0]
+            return training_key(self.dataset, first.model, first.debiaser, first.seed)
         return training_key(self.dataset, self.model, self.debiaser, self.seed)
+
+    @property
+    def group_key(self) -> str:
+        """What a worker keeps loaded between the jobs of a group: the trained model, or for
+        a model-set job all its members."""
+        if not self.members:
+            return self.train_key
+        return digest(self.member_keys())
+
+    def member_keys(self) -> list[str]:
+        """Training keys of a model-set job's members (what it waits for)."""
+        return [training_key(self.dataset, m.model, m.debiaser, m.seed) for m in self.members]
 
     def labels(self) -> dict[str, str | None]:
         """Display label per kind (``None`` for an absent explainer)."""
@@ -151,7 +220,10 @@ class Job:
         }
 
     def describe(self) -> str:
-        return " / ".join(c.label for c in self.components()) + f" / seed {self.seed}"
+        labels = " / ".join(c.label for c in self.components())
+        if self.members:
+            return f"{labels} / set of {len(self.members)}: {describe_members(self.members)}"
+        return f"{labels} / seed {self.seed}"
 
     def record(self) -> dict[str, Any]:
         """JSON-able description of the job, for ``bench plan --json``, workers and the store."""
@@ -164,6 +236,8 @@ class Job:
         for kind in KINDS:
             comp = getattr(self, kind)
             out[kind] = None if comp is None else asdict(comp)
+        if self.members:
+            out["members"] = [asdict(m) for m in self.members]
         return out
 
     @classmethod
@@ -172,15 +246,37 @@ class Job:
         parts = {
             kind: (ComponentRecord(**data[kind]) if data.get(kind) else None) for kind in KINDS
         }
+        members = tuple(
+            Member(ComponentRecord(**m["model"]), ComponentRecord(**m["debiaser"]), int(m["seed"]))
+            for m in data.get("members") or ()
+        )
         job = cls(
             seed=int(data["seed"]),
             timeout_s=data.get("timeout_s"),
             retrains=int(data.get("retrains", 0)),
+            members=members,
             **parts,  # type: ignore[arg-type]
         )
         if "key" in data and data["key"] != job.key:
             raise ValueError(f"job record key {data['key']} does not match its content {job.key}")
         return job
+
+
+def describe_members(members: tuple[Member, ...]) -> str:
+    """``seeds 0-9`` for one model and debiaser; else each distinct (model, debiaser) with its
+    seeds."""
+    seeds: dict[str, list[int]] = {}
+    for m in members:
+        seeds.setdefault(f"{m.model.label} / {m.debiaser.label}", []).append(m.seed)
+    if len(seeds) == 1:
+        return _seed_list(next(iter(seeds.values())))
+    return "; ".join(f"{name} {_seed_list(s)}" for name, s in seeds.items())
+
+
+def _seed_list(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
 @dataclass(frozen=True)
@@ -220,7 +316,7 @@ class Plan:
         lock makes them wait for its training rather than train it again)."""
         groups: dict[str, list[Job]] = {}
         for job in self.jobs:
-            groups.setdefault(job.train_key, []).append(job)
+            groups.setdefault(job.group_key, []).append(job)
         if workers <= 1:
             return list(groups.values())
         fair = -(-len(self.jobs) // workers)
@@ -235,7 +331,9 @@ class Plan:
         """``(models, retrains)``: distinct trained models, and retrainings evaluators declare
         (an upper bound: retrains shared between jobs, such as ROAR's random baseline, are
         trained once thanks to the cache)."""
-        return len({job.train_key for job in self.jobs}), sum(job.retrains for job in self.jobs)
+        keys = {job.train_key for job in self.jobs if not job.members}
+        keys |= {key for job in self.jobs for key in job.member_keys()}
+        return len(keys), sum(job.retrains for job in self.jobs)
 
 
 @dataclass

@@ -221,15 +221,21 @@ class Runner:
                             "bench_job_finished", job=job, outcome=Outcome(job.key, "cached")
                         )
                         progress.advance(task)
-                todo = Plan(suite, [j for j in plan.jobs if j.key not in done])
+                todo = [j for j in plan.jobs if j.key not in done]
                 progress.update(task, description=f"{description}")
-                for outcome in executor.run(todo.groups(self.settings.jobs)):
-                    job = by_key[outcome.job_key]
-                    self.store.record(run_id, job, outcome)
-                    self._count(summary, job, outcome)
-                    self._report(progress, job, outcome)
-                    self._notify("bench_job_finished", job=job, outcome=outcome)
-                    progress.advance(task)
+                # model-set jobs load the models the per-model jobs train: those run first
+                for phase in (
+                    [j for j in todo if not j.members],
+                    [j for j in todo if j.members],
+                ):
+                    groups = Plan(suite, phase).groups(self.settings.jobs)
+                    for outcome in executor.run(groups) if phase else ():
+                        job = by_key[outcome.job_key]
+                        self.store.record(run_id, job, outcome)
+                        self._count(summary, job, outcome)
+                        self._report(progress, job, outcome)
+                        self._notify("bench_job_finished", job=job, outcome=outcome)
+                        progress.advance(task)
         except RunInterrupted as interrupt:
             summary.interrupted = str(interrupt)
         finally:

@@ -206,6 +206,13 @@ class EvaluatorSpec(ComponentSpec):
     for an evaluator whose ``directions`` is a catalogue (``quantus``: one metric per job).
     Default: every metric in ``directions``. The suite's leaderboard section is checked against
     it, and it decides which names two evaluators share (shown as ``label.metric``)."""
+    model_set: bool = False
+    """A model-set evaluator: one job receives a set of trained models (``context.members``)
+    instead of one, planned once per set after the models it needs. Its factory takes two
+    suite parameters the core reads as well: ``across`` (``seeds``, ``models``, ``debiasers``
+    or ``models+debiasers``: what the set's members may differ in) and ``rashomon_eps`` (the
+    set keeps the members whose validation accuracy is within it of the best; ``None`` keeps
+    all)."""
 
     def returns(self, params: Mapping[str, Any]) -> list[str]:
         """The metric names a job with ``params`` returns (see ``metrics``)."""
@@ -297,6 +304,10 @@ class Dataset:
     test: Split
     num_classes: int
     class_names: tuple[str, ...] = ()
+    validation: Split | None = None
+    """Training images held out of ``train`` for model selection (the Rashomon filter of
+    model-set jobs): set by the core when the suite gives the dataset ``validation: N``,
+    never part of the test split."""
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -358,3 +369,20 @@ class EvaluationContext:
     device: Any = "cpu"
     """The job's ``torch.device``: ``model`` and the dataset's tensors are already on it; put
     anything you create there too, and bring numbers back with ``.cpu()``."""
+    members: tuple[SetMember, ...] = ()
+    """A model-set job's models, those of its Rashomon set (``model`` is the one with the best
+    validation accuracy, ``members[0]``); empty for every other job."""
+
+
+@dataclass(frozen=True)
+class SetMember:
+    """One trained model of a model-set job, with what tells it apart from the others."""
+
+    label: str
+    """``model / debiaser / seed N``: how figures and arrays name it."""
+    model: torch.nn.Module
+    model_spec: ModelSpec
+    seed: int
+    validation_accuracy: float
+    explain: Callable[..., torch.Tensor] | None = None
+    """The job's explainer for this member's architecture (its own target layer)."""

@@ -33,7 +33,7 @@ from benchmark.errors import BenchInputError
 from benchmark.exclusions import check_exclusions
 from benchmark.kinds import SUITE_FIELDS as COMPONENT_FIELDS
 from benchmark.params import MAX_SEED, check_params
-from benchmark.records import digest
+from benchmark.records import digest, identity
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
 
@@ -60,6 +60,10 @@ class ComponentRef(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     """Time limit in seconds for jobs with this component (the longest of a job's
     components wins; ``bench run --job-timeout`` overrides)."""
+    validation: int | None = Field(default=None, gt=0)
+    """Datasets only: hold this many training images out of training (stratified by label,
+    the same images for every seed) as a validation split, on which model-set evaluators
+    choose their Rashomon set; the test split is never used for it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -147,6 +151,8 @@ class Component:
     params: dict[str, Any]
     label: str
     timeout_s: float | None = None
+    validation: int = 0
+    """Training images a dataset holds out as its validation split (0: none)."""
 
     @property
     def kind(self) -> str:
@@ -158,11 +164,7 @@ class Component:
 
     def identity(self) -> dict[str, Any]:
         """What makes this component's output what it is: the content of every cache key."""
-        return {
-            "name": self.spec.name,
-            "version": self.spec.version,
-            "params": self.params,
-        }
+        return identity(self.spec.name, self.spec.version, self.params, self.validation)
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,13 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
         for index, ref in enumerate(getattr(model, field_name)):
             where_loc = [field_name, index]
             line = _line_of(node, where_loc)
+            if ref.validation is not None and kind != "dataset":
+                raise BenchInputError(
+                    f"field '{_dotted([*where_loc, 'validation'])}': only a dataset holds out "
+                    "a validation split",
+                    where=source,
+                    line=_line_of(node, [*where_loc, "validation"]),
+                )
             if ref.name is not None:
                 try:
                     specs = [registry.get(kind, ref.name)]
@@ -353,7 +362,13 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                         line=_line_of(node, [*where_loc, "params", exc.name]),
                     ) from None
                 resolved.append(
-                    Component(spec, params, ref.label or spec.name, timeout_s=ref.timeout_s)
+                    Component(
+                        spec,
+                        params,
+                        ref.label or spec.name,
+                        timeout_s=ref.timeout_s,
+                        validation=ref.validation or 0,
+                    )
                 )
         labels = [c.label for c in resolved]
         duplicates = sorted({lbl for lbl in labels if labels.count(lbl) > 1})

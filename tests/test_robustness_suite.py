@@ -83,7 +83,8 @@ def test_mini_robustness_suite_through_the_cli(tmp_path):
     # tests/test_debiasers_adversarial.py (two epochs on 800 images do not)
     board = tmp_path / "leaderboards" / "mini-robustness"
     figures = {p.name for p in (board / "figures").iterdir()}
-    assert any(name.startswith("robustness-robust-linf-mnist-seed-cnn") for name in figures), figures
+    prefix = "robustness-robust-linf-mnist-seed-cnn"
+    assert any(name.startswith(prefix) for name in figures), figures
     assert any("saliency" in name for name in figures), figures
     again = run_suite(MINI_SUITE, tmp_path)
     assert again.returncode == 0 and "0 trained" in again.stderr, again.stderr

@@ -47,6 +47,8 @@ def markdown_cells(readme: str) -> dict[tuple[str, str], list[str]]:
     tokens = md.parse(readme)
     out, dataset, row, in_cell, in_ranked = {}, None, None, False, False
     for i, token in enumerate(tokens):
+        if token.type == "heading_open" and token.tag == "h2":
+            break  # the ranked tables come first; later sections (spread, figures) are not
         if token.type == "heading_open" and token.tag == "h3":
             dataset = tokens[i + 1].content
             in_ranked = True

@@ -13,6 +13,7 @@ crashes are the executor's business: only a separate process can survive them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -30,9 +31,11 @@ import torch
 
 from benchmark.cache import ArtifactCache, tensor_fingerprint
 from benchmark.errors import BenchInputError
+from benchmark.executors.set_job import evaluate_set
+from benchmark.model_sets import carve_validation
 from benchmark.records import ComponentRecord, Job, Outcome, bounded, digest, jsonable, training_key
 from benchmark.registry import Registry
-from benchmark.specs import Dataset, Evaluation, EvaluationContext, Split
+from benchmark.specs import Dataset, Evaluation, EvaluationContext, SetMember, Split
 from benchmark.suite import Component
 
 
@@ -263,6 +266,8 @@ class Worker:
         self.name = f"{platform.node()}:{os.getpid()}"
         self._datasets: dict[str, Dataset] = {}
         self._model_memo: tuple[str, torch.nn.Module] | None = None
+        self._set_memo: tuple[str, list[Any]] | None = None
+        """A model-set group's loaded members (``benchmark.executors.set_job``)."""
         self._outcome = Outcome("", "ok")
 
     def run_group(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
@@ -280,10 +285,20 @@ class Worker:
             worker=self.name,
         )
         try:
-            comps = {c.kind: self._resolve(c) for c in job.components()}
-            dataset = self._dataset(comps["dataset"])
-            model, outcome.model_cache = self._trained_model(job, comps, dataset)
-            evaluation = self._evaluate(job, comps, dataset, model)
+            if job.members:
+                comps = {
+                    c.kind: self._resolve(c)
+                    for c in job.components()
+                    if c.kind not in ("model", "debiaser")
+                }
+                dataset = self._dataset(comps["dataset"])
+                evaluation = evaluate_set(self, job, comps, dataset)
+                outcome.model_cache = "set"
+            else:
+                comps = {c.kind: self._resolve(c) for c in job.components()}
+                dataset = self._dataset(comps["dataset"])
+                model, outcome.model_cache = self._trained_model(job, comps, dataset)
+                evaluation = self._evaluate(job, comps, dataset, model)
             outcome.metrics = {k: float(v) for k, v in evaluation.metrics.items()}
             spec = comps["evaluator"].spec
             check_metrics(outcome.metrics, comps["evaluator"].label, spec)
@@ -318,7 +333,7 @@ class Worker:
                 f"version {record.version!r}, this worker has {spec.version!r} "
                 f"({spec.distribution or spec.plugin}); install the same version everywhere"
             )
-        return Component(spec, dict(record.params), record.label)
+        return Component(spec, dict(record.params), record.label, validation=record.validation)
 
     def _dataset(self, component: Component) -> Dataset:
         key = digest(component.identity())
@@ -337,12 +352,22 @@ class Worker:
                         f"float32 (N, C, H, W), got {split.x.dtype} "
                         f"{tuple(split.x.shape)}"
                     )
+            if component.validation:
+                try:
+                    data = carve_validation(
+                        data, component.validation, f"dataset '{component.label}'"
+                    )
+                except ValueError as exc:
+                    raise BenchInputError(str(exc)) from None
             if self.device.type != "cpu":
                 data = Dataset(
                     train=_split_on(data.train, self.device),
                     test=_split_on(data.test, self.device),
                     num_classes=data.num_classes,
                     class_names=data.class_names,
+                    validation=None
+                    if data.validation is None
+                    else _split_on(data.validation, self.device),
                 )
             self._datasets[key] = data
         return self._datasets[key]
@@ -446,9 +471,16 @@ class Worker:
         )
 
     def _evaluate(
-        self, job: Job, comps: dict[str, Component], dataset: Dataset, model: torch.nn.Module
+        self,
+        job: Job,
+        comps: dict[str, Component],
+        dataset: Dataset,
+        model: torch.nn.Module,
+        members: tuple[SetMember, ...] = (),
     ) -> Evaluation:
         context = self._context(job, comps, dataset, model)
+        if members:
+            context = dataclasses.replace(context, members=members)
         evaluator = comps["evaluator"]
         seed_everything(job.seed)
         evaluation = evaluator.spec.factory(context, **evaluator.params)

@@ -15,6 +15,7 @@ import math
 import pandas as pd
 from scipy.stats import kendalltau
 
+from benchmark import rashomon_spread
 from benchmark.independence import RATIO
 from benchmark.kinds import COMPONENT_KINDS
 from benchmark.leaderboard import ROW_KINDS, Leaderboard
@@ -276,6 +277,9 @@ def render(
         ranks = _rank_table(lb, dataset, columns or [])
         if ranks:
             parts += [ranks, ""]
+    parts += rashomon_spread.section(
+        rashomon_spread.rows_of_leaderboard(lb), lb.primary, rashomon_spread.row_kinds_of(lb)
+    )
     if figures or figure_errors:
         parts += ["## Figures", ""]
         for path in figures or []:

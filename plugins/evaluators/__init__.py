@@ -9,11 +9,13 @@ from plugins.evaluators import (
     classification,
     completeness_soundness,
     data_randomisation,
+    explanation_disagreement,
     fairness,
     faithfulness,
     gradient_alignment,
     meta_evaluation,
     model_randomisation,
+    prediction_multiplicity,
     quantus,
     road,
     roar,
@@ -34,6 +36,8 @@ MODULES = (
     quantus,
     gradient_alignment,
     robustness,
+    prediction_multiplicity,
+    explanation_disagreement,
     meta_evaluation,
 )
 """Every evaluator module, each exposing ``specs()``; registered in this order."""

@@ -66,6 +66,7 @@ def evaluator_spec(
     metrics: Callable[[Mapping[str, Any]], list[str]] | None = None,
     glossary: Mapping[str, str] | None = None,
     reference: str = "",
+    model_set: bool = False,
 ) -> EvaluatorSpec:
     """The spec of a built-in evaluator; ``description`` is one line naming the paper."""
     return EvaluatorSpec(
@@ -80,4 +81,5 @@ def evaluator_spec(
         metrics=metrics,
         glossary=glossary or {},
         reference=reference or REFERENCES.get(name, ""),
+        model_set=model_set,
     )

@@ -16,6 +16,8 @@ SUITES = {
     "spurious region (colored-mnist background, bam-mnist scene) next to fairness metrics.",
     "robustness": "Adversarial training (PGD, FGSM-RS, TRADES) x robust accuracy under five "
     "attacks with reliability flags x gradient alignment with the input (MNIST, block-mnist).",
+    "multiplicity": "Rashomon sets of ten seeds x prediction multiplicity and explanation "
+    "disagreement with permutation controls (MNIST, colored-mnist; standard vs robust).",
 }
 
 
