@@ -147,8 +147,10 @@ def plan_sets(
                     continue
                 members += [Member(ComponentRecord.of(m), ComponentRecord.of(d), s) for s in seeds]
             if len(members) < 2:
-                why = "; ".join(dict.fromkeys(reasons)) or "it has fewer than two models"
-                skipped.append((shown, f"model set of fewer than two models: {why}"))
+                why = "; ".join(dict.fromkeys(reasons))
+                if members:
+                    why = f"a model set of one model{': the others ' + why if why else ''}"
+                skipped.append((shown, why or "a model set needs at least two seeds"))
                 continue
             model_record = (
                 ComponentRecord.of(model)

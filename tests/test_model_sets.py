@@ -101,7 +101,7 @@ def test_validation_on_anything_but_a_dataset_is_refused(registry):
 def test_a_set_of_one_model_is_not_planned_and_says_why(registry):
     plan = _plan(registry, SUITE.replace("seeds: [0, 1, 2]", "seeds: [0]"))
     assert not [j for j in plan.jobs if j.members and j.evaluator.label != "across-models"]
-    assert any("fewer than two models" in s.reason for s in plan.skipped)
+    assert any("a model set of one model" in s.reason for s in plan.skipped)
 
 
 def _toy_dataset(n=200, classes=4) -> Dataset:
