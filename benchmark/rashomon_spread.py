@@ -176,9 +176,10 @@ def rows_of_site_data(data: Mapping[str, Any]) -> tuple[dict[str, list[SpreadRow
     for row in data["rows"]:
         metric = primary[row["dataset"]][0]
         values = [
-            float(job["values"][metric])
+            float(job["values"][name])
             for job in row.get("jobs", [])
-            if job.get("status") == "ok" and _finite((job.get("values") or {}).get(metric))
+            if job.get("status") == "ok"
+            and _finite((job.get("values") or {}).get(name := _bare(metric, job["evaluator"])))
         ]
         labels = tuple(row.get(k) or "" for k in kinds)
         out.setdefault(row["dataset"], []).append(SpreadRow(labels, tuple(values)))
@@ -190,25 +191,50 @@ def primary_of_site_data(data: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return {d["name"]: (d["primary_metric"], d["direction"]) for d in data["datasets"]}
 
 
+def insert_section(readme: str, lines: list[str]) -> str:
+    """``readme`` with its ``## Rashomon spread`` section replaced by ``lines`` (or inserted
+    before the first of Figures / Provenance, else appended): the place ``bench leaderboard``
+    renders it, so a later re-render gives the same page."""
+    body = readme.splitlines()
+    heading = "## Rashomon spread"
+    if heading in body:
+        start = body.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(body)) if body[i].startswith("## ")), len(body)
+        )
+        body[start:end] = lines
+    else:
+        at = next(
+            (i for i, line in enumerate(body) if line in ("## Figures", "## Provenance")),
+            len(body),
+        )
+        body[at:at] = lines
+    return "\n".join(body).rstrip() + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmark.rashomon_spread leaderboards/<suite>``: write
-    ``rashomon-spread.md`` beside a published leaderboard, from its ``data.json``."""
+    """``python -m benchmark.rashomon_spread leaderboards/<suite>``: add the section to a
+    leaderboard published before it existed, from its ``data.json`` (whose store may not be
+    public), into its README.md."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m benchmark.rashomon_spread LEADERBOARD_DIR", file=sys.stderr)
         return 2
     folder = Path(args[0])
-    source = folder / "data.json"
-    if not source.is_file():
-        print(f"error: {source}: no published data.json", file=sys.stderr)
-        return 2
+    source, target = folder / "data.json", folder / "README.md"
+    for needed in (source, target):
+        if not needed.is_file():
+            print(f"error: {needed}: no published leaderboard file", file=sys.stderr)
+            return 2
     data = json.loads(source.read_text(encoding="utf-8"))
     rows, kinds = rows_of_site_data(data)
-    primary = primary_of_site_data(data)
-    lines = [f"# {md(data['suite'])}: Rashomon spread", "", *section(rows, primary, kinds)[2:]]
-    lines.append(f"Read from the published `{source.name}` of this folder.")
-    target = folder / "rashomon-spread.md"
-    target.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    lines = section(rows, primary_of_site_data(data), kinds)
+    if not lines:
+        print(f"error: {source}: no row has two seeds", file=sys.stderr)
+        return 2
+    lines += [f"(Added from this folder's `{source.name}`.)", ""]
+    readme = target.read_text(encoding="utf-8")
+    target.write_text(insert_section(readme, lines), encoding="utf-8")
     print(target)
     return 0
 

@@ -48,9 +48,9 @@ def test_published_data_json_is_read_per_job(tmp_path):
                 "debiaser": "erm",
                 "explainer": None,
                 "jobs": [
-                    {"status": "ok", "values": {"acc": 0.9}},
-                    {"status": "ok", "values": {"acc": 0.7}},
-                    {"status": "failed", "values": {}},
+                    {"evaluator": "e", "status": "ok", "values": {"acc": 0.9}},
+                    {"evaluator": "e", "status": "ok", "values": {"acc": 0.7}},
+                    {"evaluator": "e", "status": "failed", "values": {}},
                 ],
             },
             {
@@ -58,13 +58,19 @@ def test_published_data_json_is_read_per_job(tmp_path):
                 "model": "b",
                 "debiaser": "erm",
                 "explainer": None,
-                "jobs": [{"status": "ok", "values": {"acc": 0.75}}] * 2,
+                "jobs": [{"evaluator": "e", "status": "ok", "values": {"acc": 0.75}}] * 2,
             },
         ],
     }
     (tmp_path / "data.json").write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text("# toy\n\n### mnist\n\n(table)\n\n## Figures\n\nfig\n")
     assert rs.main([str(tmp_path)]) == 0
-    text = (tmp_path / "rashomon-spread.md").read_text()
+    text = readme.read_text()
     assert "| 1 | a | erm | 0.8000 | 0.7000 – 0.9000 | 0.2000 (n=2) | ≈ | 1 |" in text
     assert "| 2 | b | erm | 0.7500" in text
+    # placed where the renderer puts it, before the figures, and replaced, not repeated
+    assert text.index("## Rashomon spread") < text.index("## Figures")
+    assert rs.main([str(tmp_path)]) == 0
+    assert readme.read_text() == text
     assert rs.main([str(tmp_path / "missing")]) == 2
