@@ -199,9 +199,7 @@ def insert_section(readme: str, lines: list[str]) -> str:
     heading = "## Rashomon spread"
     if heading in body:
         start = body.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(body)) if body[i].startswith("## ")), len(body)
-        )
+        end = next((i for i in range(start + 1, len(body)) if body[i].startswith("## ")), len(body))
         body[start:end] = lines
     else:
         at = next(
