@@ -75,7 +75,9 @@ def test_kill_9_halfway_then_rerun_completes_without_duplicates(tmp_path, execut
     assert len(results) == 8 * 5 and not results.duplicated(["job_key", "metric"]).any()
     assert list(runs["status"]) == ["killed", "finished"]  # marked when the next run started
     board = (tmp_path / "leaderboards" / "resume" / "README.md").read_text()
-    assert board.count("(n=4)") == 2 * 5
+    ranked = board.split("\n## ", 1)[0]  # the ranked tables, before the spread and figures
+    assert ranked.count("(n=4)") == 2 * 5
+    assert "## Rashomon spread" in board  # four seeds per row: their spread is shown
     assert not re.search(r"\*missing \d|\*\*FAILED \d", board)
     # the killed coordinator's workers died with it; a killed local Ray leaves two agent
     # processes behind (raylet and workers die with their driver), stopped here
