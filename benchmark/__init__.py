@@ -5,6 +5,8 @@ Plugin authors need only ``hookimpl`` and the spec types re-exported here.
 
 from benchmark.hookspecs import hookimpl
 from benchmark.specs import (
+    ANY_OTHER_CLASS,
+    Counterfactuals,
     Dataset,
     DatasetSpec,
     DebiaserSpec,
@@ -18,6 +20,8 @@ from benchmark.specs import (
 )
 
 __all__ = [
+    "ANY_OTHER_CLASS",
+    "Counterfactuals",
     "Dataset",
     "DatasetSpec",
     "DebiaserSpec",

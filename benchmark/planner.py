@@ -2,8 +2,10 @@
 
 Compatibility is set arithmetic over capability tags (HELM's model tags, MTEB's modalities):
 a combination runs when every component's ``requires`` is covered by what the combination's
-components ``provide``. An explainer is paired only with evaluators that require
-``explainer``; other evaluators run once per trained model, not once per explainer.
+components ``provide``. An explainer is paired only with evaluators that require what it
+implicitly provides (``explainer`` for an attribution method, ``counterfactual`` for a
+counterfactual one: ``benchmark.specs.EXPLAINER_TAGS``); other evaluators run once per trained
+model, not once per explainer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from benchmark.exclusions import excluded_by
 from benchmark.model_sets import plan_sets
 from benchmark.records import ComponentRecord, Job, Plan, Skip, training_key
 from benchmark.selection import select
-from benchmark.specs import all_provides
+from benchmark.specs import EXPLAINER_TAGS, all_provides
 from benchmark.suite import Component, Suite
 
 __all__ = ["Job", "Plan", "Skip", "expand", "training_key", "unmet_requirements"]
@@ -58,6 +60,23 @@ def declared_retrains(evaluator: Component) -> int:
     return int(count(evaluator.params)) if callable(count) else 0
 
 
+def explainers_for(evaluator: Component, explainers: list[Component]) -> list[Component] | None:
+    """The explainers an evaluator is paired with: those whose output it requires (``None``
+    when it requires no explainer at all, so it runs once per model)."""
+    wanted = evaluator.spec.requires & frozenset(EXPLAINER_TAGS.values())
+    if not wanted:
+        return None
+    return [e for e in explainers if all_provides(e.spec) & wanted]
+
+
+def _no_explainer(evaluator: Component) -> str:
+    tag = sorted(evaluator.spec.requires & frozenset(EXPLAINER_TAGS.values()))[0]
+    output = next(o for o, t in EXPLAINER_TAGS.items() if t == tag)
+    return (
+        f"evaluator '{evaluator.label}' requires '{tag}', but the suite lists no {output} explainer"
+    )
+
+
 def _admissible(suite: Suite, combo: list[Component]) -> str:
     """Why a combination cannot run (an exclusion, unmet requirements), empty if it can."""
     return excluded_by(suite.model.exclude, {c.kind: c.label for c in combo}) or "; ".join(
@@ -66,7 +85,7 @@ def _admissible(suite: Suite, combo: list[Component]) -> str:
 
 
 def _set_jobs(
-    suite: Suite, explainers: list[Component | None], timeout_s: float | None, plan: Plan
+    suite: Suite, explainers: list[Component], timeout_s: float | None, plan: Plan
 ) -> list[Job]:
     """Model-set jobs (``EvaluatorSpec.model_set``), after every per-model job: one per set
     of candidate models (``benchmark.model_sets.plan_sets``), per explainer if it needs one."""
@@ -76,17 +95,11 @@ def _set_jobs(
         for evaluator in comps["evaluator"]:
             if not getattr(evaluator.spec, "model_set", False):
                 continue
-            wants_explainer = "explainer" in evaluator.spec.requires
-            if wants_explainer and not explainers:
-                plan.skipped.append(
-                    Skip(
-                        (dataset, evaluator),
-                        f"evaluator '{evaluator.label}' requires 'explainer', but the suite "
-                        "lists none",
-                    )
-                )
+            paired = explainers_for(evaluator, explainers)
+            if paired == []:
+                plan.skipped.append(Skip((dataset, evaluator), _no_explainer(evaluator)))
                 continue
-            for explainer in explainers if wants_explainer else [None]:
+            for explainer in paired if paired is not None else [None]:
                 found, skipped = plan_sets(
                     dataset,
                     comps["model"],
@@ -112,21 +125,18 @@ def expand(suite: Suite, select_expr: str = "", timeout_s: float | None = None) 
     """
     plan = Plan(suite=suite)
     comps = suite.components
-    explainers: list[Component | None] = list(comps["explainer"])
+    explainers: list[Component] = list(comps["explainer"])
     per_model = [e for e in comps["evaluator"] if not getattr(e.spec, "model_set", False)]
     for dataset, model, debiaser, evaluator in itertools.product(
         comps["dataset"], comps["model"], comps["debiaser"], per_model
     ):
-        wants_explainer = "explainer" in evaluator.spec.requires
-        if wants_explainer and not explainers:
+        paired = explainers_for(evaluator, explainers)
+        if paired == []:
             plan.skipped.append(
-                Skip(
-                    (dataset, model, debiaser, evaluator),
-                    f"evaluator '{evaluator.label}' requires 'explainer', but the suite lists none",
-                )
+                Skip((dataset, model, debiaser, evaluator), _no_explainer(evaluator))
             )
             continue
-        for explainer in explainers if wants_explainer else [None]:
+        for explainer in paired if paired is not None else [None]:
             combo = [c for c in (dataset, model, debiaser, explainer, evaluator) if c is not None]
             excluded = excluded_by(suite.model.exclude, {c.kind: c.label for c in combo})
             if excluded:

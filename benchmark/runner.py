@@ -34,14 +34,13 @@ from benchmark.executors.base import (
     default_jobs,
     default_threads,
 )
-from benchmark.executors.worker import (  # re-exported: the names plugins' tests import
+from benchmark.executors.contracts import (  # re-exported: the names plugins' tests import
     ContractError,
-    WorkerSettings,
     check_attributions,
+    check_counterfactuals,
     check_logits,
-    resolve_device,
-    seed_everything,
 )
+from benchmark.executors.worker import WorkerSettings, resolve_device, seed_everything
 from benchmark.records import Job, JobOutcome, Outcome, Plan, RunSummary, bounded
 from benchmark.registry import Registry
 from benchmark.store import Store
@@ -53,6 +52,7 @@ __all__ = [
     "RunSummary",
     "Runner",
     "check_attributions",
+    "check_counterfactuals",
     "check_logits",
     "seed_everything",
 ]

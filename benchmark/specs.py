@@ -11,7 +11,9 @@ Factory contracts (the runner checks what it can and fails the job, never the ru
 * model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits
 * debiaser:  ``factory(model, data: Split, *, seed: int, **params) -> torch.nn.Module``; it
   trains ``model`` (or what ``prepare`` built) and returns it
-* explainer: ``factory(model, x, target, **params) -> Tensor`` of shape ``(N, 1 or C, H, W)``
+* explainer: ``factory(model, x, target, **params) -> Tensor`` of shape ``(N, 1 or C, H, W)``;
+  a counterfactual explainer (``ExplainerSpec.output``) returns ``(N, C, H, W)`` images instead,
+  an all-NaN image where it found none, for ``target`` classes (``-1``: any other class)
 * evaluator: ``factory(context: EvaluationContext, **params) -> Evaluation``
 """
 
@@ -160,11 +162,25 @@ class DebiaserSpec(ComponentSpec):
         return types
 
 
+ExplainerOutput = Literal["attribution", "counterfactual"]
+EXPLAINER_TAGS: dict[str, str] = {"attribution": "explainer", "counterfactual": "counterfactual"}
+"""The tag each kind of explainer provides implicitly, and that evaluators require."""
+ANY_OTHER_CLASS = -1
+"""A counterfactual target meaning: any class but the one the model predicts for the image."""
+
+
 @dataclass(frozen=True)
 class ExplainerSpec(ComponentSpec):
-    """An attribution method. Provides ``explainer`` implicitly (see ``all_provides``)."""
+    """An explanation method. An attribution method (the default) provides ``explainer``
+    implicitly, a counterfactual one ``counterfactual`` (see ``all_provides``): an evaluator
+    requiring one is only paired with explainers of that output, so attribution evaluators
+    never receive images and the counterfactual evaluator never receives maps."""
 
     kind: ClassVar[str] = "explainer"
+    output: ExplainerOutput = "attribution"
+    """``attribution``: one relevance map per image. ``counterfactual``: per image, a changed
+    image the model assigns to ``target[i]`` (any other class for ``ANY_OTHER_CLASS``), or an
+    all-NaN image where the method found none (not finding one is a result, not an error)."""
     uses_target_layer: bool = False
     """When true the runner passes ``target_layer=<ModelSpec.target_layer>`` (a
     ``model.get_submodule`` path) to the factory, so CAM-style methods hook the layer the model
@@ -174,6 +190,14 @@ class ExplainerSpec(ComponentSpec):
     contract expects it; an explainer that draws one noise stream per batch (captum's
     ``NoiseTunnel``) must say ``False``, so ``benchmark.testing.check_explainer`` checks only
     that it is deterministic for a given batch, and a reader knows its maps depend on it."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output not in EXPLAINER_TAGS:
+            raise ValueError(
+                f"explainer '{self.name}': output must be one of {sorted(EXPLAINER_TAGS)}, "
+                f"got {self.output!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -271,7 +295,7 @@ class ExecutorSpec:
 def all_provides(spec: ComponentSpec) -> frozenset[str]:
     """Tags a spec provides, plus the implicit one for explainers (so evaluators can ask)."""
     if isinstance(spec, ExplainerSpec):
-        return spec.provides | {"explainer"}
+        return spec.provides | {EXPLAINER_TAGS[spec.output]}
     return spec.provides
 
 
@@ -372,6 +396,22 @@ class EvaluationContext:
     members: tuple[SetMember, ...] = ()
     """A model-set job's models, those of its Rashomon set (``model`` is the one with the best
     validation accuracy, ``members[0]``); empty for every other job."""
+
+
+@dataclass(frozen=True)
+class Counterfactuals:
+    """What ``context.explain`` returns for a counterfactual explainer: the contract-checked
+    images, which of them the method found, and how long it took to make them."""
+
+    images: torch.Tensor
+    """``float32 (N, C, H, W)`` in [0, 1]; where none was found, the input image itself (so
+    arithmetic on the batch stays finite: mask with ``found``)."""
+    found: torch.Tensor
+    """``bool (N,)``: whether the method returned a counterfactual for the image (whether the
+    model accepts it is the evaluator's to check)."""
+    seconds: float
+    """Wall-clock seconds of the explainer call that computed the batch, on the job's device,
+    recorded when it was computed (a cached batch reports the original time)."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ def test_explainers_pair_only_with_evaluators_that_need_them(toy_registry):
 
 def test_evaluator_needing_explainer_without_explainers_is_skipped(toy_registry):
     plan = make_plan(toy_registry, SUITE.replace("explainers: [toy-gradient]\n", ""))
-    assert any("requires 'explainer', but the suite lists none" in s.reason for s in plan.skipped)
+    assert any(
+        "requires 'explainer', but the suite lists no attribution explainer" in s.reason
+        for s in plan.skipped
+    )
     assert {j.evaluator.name for j in plan.jobs} == {"toy-accuracy"}
 
 

@@ -34,7 +34,7 @@ def evaluate_set(
 ) -> Evaluation:
     """The evaluation of a model-set job (``comps`` holds its dataset, evaluator and explainer;
     the members' models and debiasers are resolved here)."""
-    from benchmark.executors.worker import ContractError
+    from benchmark.executors.contracts import ContractError
 
     evaluator = comps["evaluator"]
     eps = evaluator.params.get("rashomon_eps", DEFAULT_EPS)

@@ -14,9 +14,7 @@ crashes are the executor's business: only a separate process can survive them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
-import inspect
 import os
 import platform
 import random
@@ -31,6 +29,13 @@ import torch
 
 from benchmark.cache import ArtifactCache, tensor_fingerprint
 from benchmark.errors import BenchInputError
+from benchmark.executors.contracts import (
+    ContractError,
+    check_logits,
+    check_metrics,
+    defined_at,
+)
+from benchmark.executors.explaining import explain_function
 from benchmark.executors.set_job import evaluate_set
 from benchmark.model_sets import carve_validation
 from benchmark.records import ComponentRecord, Job, Outcome, bounded, digest, jsonable, training_key
@@ -46,28 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class ContractError(ValueError):
-    """A plugin returned something that breaks its contract (shape, dtype, finiteness).
-
-    The check that raises it is the core's, the fault the plugin's: ``where`` is where the
-    plugin's factory is defined, which is what ``short_error`` shows instead of the core's line.
-    """
-
-    def __init__(self, message: str, where: str = "") -> None:
-        super().__init__(message)
-        self.where = where
-
-
-def defined_at(factory: Any) -> str:
-    """``file:line`` of a factory (through ``functools.partial``), or ``""``."""
-    while isinstance(factory, functools.partial):
-        factory = factory.func
-    try:
-        return f"{inspect.getsourcefile(factory)}:{inspect.getsourcelines(factory)[1]}"
-    except (TypeError, OSError):
-        return ""
-
-
 def short_error(exc: BaseException) -> str:
     """The exception and the innermost frame that raised it (for a broken contract: the
     plugin's factory): enough to find the bug."""
@@ -77,68 +60,6 @@ def short_error(exc: BaseException) -> str:
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return bounded(f"{type(exc).__name__}: {exc}{where}")
-
-
-def check_attributions(
-    attributions: Any, x: torch.Tensor, explainer: str, plugin: str = "", factory: Any = None
-) -> torch.Tensor:
-    """Enforce the explainer contract: ``(N, 1 or C, H, W)``, float32, finite. The message
-    names the explainer, its plugin and its factory: the core only checks, the fix is there."""
-    who = f"explainer '{explainer}'" + (f" (plugin '{plugin}')" if plugin else "")
-    where = defined_at(factory) if factory is not None else ""
-    if not isinstance(attributions, torch.Tensor):
-        raise ContractError(
-            f"{who} returned {type(attributions).__name__}, not a torch.Tensor", where
-        )
-    n, c, h, w = x.shape
-    shape = tuple(attributions.shape)
-    if len(shape) != 4 or shape[0] != n or shape[1] not in (1, c) or shape[2:] != (h, w):
-        allowed = f"({n}, 1, {h}, {w})" + (f" or ({n}, {c}, {h}, {w})" if c != 1 else "")
-        raise ContractError(
-            f"{who} returned attributions of shape {shape} for a batch x of shape "
-            f"{tuple(x.shape)}; the contract is one map per image, (N, 1, H, W) or "
-            f"(N, C, H, W): here {allowed}",
-            where,
-        )
-    if attributions.dtype != torch.float32:
-        raise ContractError(
-            f"{who} returned {attributions.dtype} attributions; the contract is float32 "
-            "(return `attributions.float()`)",
-            where,
-        )
-    attributions = attributions.detach()
-    if not torch.isfinite(attributions).all():
-        raise ContractError(f"{who} returned non-finite attributions", where)
-    return attributions
-
-
-def check_metrics(metrics: dict[str, float], evaluator: str, spec: Any) -> None:
-    """Every metric an evaluator returns must be declared in its ``directions``: an undeclared
-    one would be ranked higher-is-better by guess."""
-    undeclared = sorted(set(metrics) - set(spec.directions))
-    if undeclared:
-        raise ContractError(
-            f"evaluator '{evaluator}' (plugin '{spec.plugin}') returned metric "
-            f"'{undeclared[0]}' that its EvaluatorSpec.directions does not declare"
-            + (f" (and {len(undeclared) - 1} more)" if len(undeclared) > 1 else "")
-            + "; declare each metric as 'higher' or 'lower'",
-            defined_at(spec.factory),
-        )
-
-
-def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
-    """Enforce the model contract on two test images: logits ``(N, num_classes)``, finite."""
-    with torch.no_grad():
-        out = model(dataset.test.x[:2])
-    expected = (min(2, len(dataset.test)), dataset.num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ContractError(
-            f"model '{label}' returned {shape} for a batch of test images; "
-            f"expected logits of shape {expected}"
-        )
-    if not torch.isfinite(out).all():
-        raise ContractError(f"model '{label}' returned non-finite logits after training")
 
 
 def resolve_device(name: str) -> str:
@@ -505,43 +426,9 @@ class Worker:
         self.cache.save(PER_IMAGE_KIND, job.key, tensors, meta={"job": job.record()})
         return per_image_spread(tensors)
 
-    def _explainer(self, comps: dict[str, Component]) -> Callable[..., torch.Tensor]:
-        """The job's explainer, contract-checked and cached per (model, explainer, inputs)."""
-        explainer, model_comp = comps["explainer"], comps["model"]
-        layer = model_comp.spec.target_layer if explainer.spec.uses_target_layer else ""
-
-        def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            key = digest(
-                {
-                    "model": tensor_fingerprint(*model.state_dict().values()),
-                    "explainer": explainer.identity(),
-                    "layer": layer,
-                    "inputs": tensor_fingerprint(x, target),
-                }
-            )
-
-            def compute() -> torch.Tensor:
-                model.eval()
-                params = dict(explainer.params)
-                if explainer.spec.uses_target_layer and "target_layer" not in params:
-                    if not model_comp.spec.target_layer:
-                        raise ContractError(
-                            f"explainer '{explainer.label}' needs a target layer, but model "
-                            f"'{model_comp.label}' declares none (ModelSpec.target_layer)"
-                        )
-                    params["target_layer"] = model_comp.spec.target_layer
-                return check_attributions(
-                    explainer.spec.factory(model, x, target, **params),
-                    x,
-                    explainer.label,
-                    explainer.spec.plugin,
-                    explainer.spec.factory,
-                )
-
-            out, _ = self.cache.load_or_build("attributions", key, compute)
-            return out.to(x.device)
-
-        return explain
+    def _explainer(self, comps: dict[str, Component]) -> Callable[..., Any]:
+        """The job's explainer, contract-checked and cached (``benchmark.executors.explaining``)."""
+        return explain_function(self.cache, comps["explainer"], comps["model"])
 
 
 def run_group(settings: WorkerSettings, records: list[dict[str, Any]]) -> list[Outcome]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.executors.worker import check_attributions
+from benchmark.executors.contracts import check_attributions
 from benchmark.registry import PluginRecord, Registry, unknown_hooks
 from benchmark.specs import (
     Dataset,
