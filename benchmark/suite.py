@@ -36,6 +36,9 @@ from benchmark.params import MAX_SEED, check_params
 from benchmark.records import digest, identity
 from benchmark.registry import Registry, suggest
 from benchmark.specs import ComponentSpec
+from benchmark.suite_errors import dotted as _dotted
+from benchmark.suite_errors import explain_validation
+from benchmark.suite_errors import line_of as _line_of
 
 SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A suite's name becomes a folder under ``leaderboards/``: a slug, never a path (``..``,
@@ -224,76 +227,8 @@ def parse(text: str, source: str, registry: Registry) -> Suite:
     try:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
-        raise _explain_validation(exc, node, source) from None
+        raise explain_validation(exc, node, source, SuiteModel) from None
     return resolve(model, node, source, registry)
-
-
-def _explain_validation(exc: ValidationError, node: yaml.Node, source: str) -> BenchInputError:
-    # A typo'd field also makes the real one "missing": report the typo, which explains both.
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    error = errors[0]
-    loc = [part for part in error["loc"] if not _is_union_tag(part)]
-    field = _dotted(loc)
-    if error["type"] == "extra_forbidden":
-        parent_model = _model_at(loc[:-1])
-        message = f"unknown field '{field}'" + suggest(str(loc[-1]), parent_model.model_fields)
-    elif error["type"] == "missing":
-        message = f"missing required field '{field}'"
-    else:
-        message = f"field '{field}': {error['msg']}"
-        if "input" in error and not isinstance(error["input"], dict | list):
-            got = repr(error["input"])
-            message += f" (got {got if len(got) <= 80 else got[:60] + '...'})"
-    more = len(errors) - 1
-    if more:
-        message += f" [and {more} more problem{'s' if more > 1 else ''}]"
-    return BenchInputError(message, where=source, line=_line_of(node, loc))
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part.startswith("function-")
-
-
-def _model_at(loc: list[Any]) -> type[BaseModel]:
-    """The pydantic model a location points into, to list its fields in a suggestion."""
-    model: type[BaseModel] = SuiteModel
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[part].annotation
-        inner = getattr(annotation, "__args__", (annotation,))
-        for candidate in inner:
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                model = candidate
-                break
-    return model
-
-
-def _dotted(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """1-based line of the deepest YAML node on the path ``loc`` (or of its parent)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((kv for kv in node.value if kv[0].value == part), None)
-            if match is None:
-                break
-            key, node = match
-            line = key.start_mark.line + 1
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 class ParamError(ValueError):
@@ -305,19 +240,23 @@ class ParamError(ValueError):
 
 
 def checked_params(spec: ComponentSpec, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The spec's defaults updated by ``overrides``, each override checked: the component has
-    the parameter, and its value fits the factory's annotation (type and range)."""
+    """The spec's defaults updated by ``overrides``, checked: the component has each overridden
+    parameter, and every value, defaults included, fits the factory's annotation (type and
+    range). Defaults are checked too so a parameter the user must give (a dataset's ``root``,
+    ``None`` by default) is refused at plan time; each check sees all the values (a ``csv``
+    relative to the ``root``)."""
     for name in overrides:
         if name not in spec.params:
             raise ParamError(
                 name,
                 f"{spec.kind} '{spec.name}' has no parameter '{name}'" + suggest(name, spec.params),
             )
-    wrong = check_params(spec.param_types(), overrides)
+    params = {**spec.params, **overrides}
+    wrong = check_params(spec.param_types(), params)
     if wrong:
         name, message = wrong
         raise ParamError(name, f"parameter '{name}' of {spec.kind} '{spec.name}': {message}")
-    return {**spec.params, **overrides}
+    return params
 
 
 def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry) -> Suite:
