@@ -12,6 +12,12 @@ Values are checked as JSON in pydantic's strict mode: a suite's YAML values are 
 ``"5"`` is not an int and ``true`` is not a number, while a YAML list fits a ``tuple[...]`` and an
 int fits a ``float``. An annotation pydantic cannot check (``torch.Tensor``, a missing one) is not
 checked: the factory still validates its own input at run time.
+
+A check that needs the component's other parameters (a dataset's ``csv`` file relative to its
+``root``) reads them from pydantic's validation context: a validator taking ``(value, info)``
+finds ``info.context`` = every parameter's value (``None`` when checked on its own). Validators
+run when a suite is loaded, so one may look at the user's files there (a dataset's ``root``) and
+refuse a missing one at plan time, naming the file, before any job runs.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ RUNTIME_ARGUMENTS: dict[str, frozenset[str]] = {
     "dataset": frozenset(),
     "model": frozenset({"num_classes", "input_shape"}),
     "debiaser": frozenset({"model", "data", "seed"}),
-    "explainer": frozenset({"model", "x", "target", "target_layer"}),
+    "explainer": frozenset({"model", "x", "target", "target_layer", "data", "cache_dir"}),
     "evaluator": frozenset({"context"}),
 }
 """What the runner passes each kind's factory itself: never a suite parameter."""
@@ -97,8 +103,13 @@ def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
         return None
 
 
-def check_value(annotation: Any, value: Any) -> str:
-    """An error message when ``value`` does not fit ``annotation``, else ``""``."""
+def check_value(annotation: Any, value: Any, context: Mapping[str, Any] | None = None) -> str:
+    """An error message when ``value`` does not fit ``annotation``, else ``""``.
+
+    ``context`` (all of the component's parameter values) reaches validators as pydantic's
+    validation context. Pydantic's own messages start lower-case here (they continue a
+    sentence); a validator's ``ValueError`` text is kept as written, without pydantic's
+    ``Value error,`` prefix, since it may quote paths, whose case matters."""
     if annotation is inspect.Parameter.empty or annotation is Any:
         return ""
     try:
@@ -112,18 +123,25 @@ def check_value(annotation: Any, value: Any) -> str:
     except (TypeError, ValueError):
         return f"{value!r} is not a plain YAML value (number, string, list, mapping)"
     try:
-        adapter.validate_json(text, strict=True)
+        adapter.validate_json(text, strict=True, context=context)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return f"{first['msg'].lower()}" + (f" (at {where})" if where else "") + f", got {value!r}"
+        if first["type"] == "value_error":
+            message = str(first["ctx"]["error"]) if "error" in first.get("ctx", {}) else ""
+            message = message or first["msg"].removeprefix("Value error, ")
+        else:
+            message = first["msg"][:1].lower() + first["msg"][1:]
+        return message + (f" (at {where})" if where else "") + f", got {value!r}"
     return ""
 
 
 def check_params(types: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first ``(parameter, message)`` whose value does not fit its annotation."""
+    """The first ``(parameter, message)`` whose value does not fit its annotation; each check
+    sees all of ``values`` as its validation context."""
+    context = dict(values)
     for name, value in values.items():
-        message = check_value(types.get(name, inspect.Parameter.empty), value)
+        message = check_value(types.get(name, inspect.Parameter.empty), value, context)
         if message:
             return name, message
     return None

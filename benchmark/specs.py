@@ -191,6 +191,12 @@ class ExplainerSpec(ComponentSpec):
     ``NoiseTunnel``) must say ``False``, so ``benchmark.testing.check_explainer`` checks only
     that it is deterministic for a given batch, and a reader knows its maps depend on it."""
 
+    uses_training_data: bool = False
+    """When true the runner also passes ``data=<the job's training split>`` (on the job's
+    device) and ``cache_dir=<artifact cache directory>``: for methods that search the training
+    images (nearest neighbours, class prototypes) or fit a helper model to them (an
+    autoencoder), cached by content there."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.output not in EXPLAINER_TAGS:

@@ -19,7 +19,7 @@ import torch
 from benchmark.cache import ArtifactCache, tensor_fingerprint
 from benchmark.executors.contracts import ContractError, check_attributions, check_counterfactuals
 from benchmark.records import digest
-from benchmark.specs import Counterfactuals
+from benchmark.specs import Counterfactuals, Split
 
 if TYPE_CHECKING:
     from benchmark.suite import Component
@@ -35,11 +35,15 @@ def _synchronise(device: torch.device) -> None:
 
 
 def explain_function(
-    cache: ArtifactCache, explainer: Component, model_comp: Component
+    cache: ArtifactCache, explainer: Component, model_comp: Component, train: Split | None = None
 ) -> Callable[..., Any]:
     """``explain(model, x, target)`` for the job's explainer on ``model_comp``'s architecture:
-    attributions (a tensor) or ``Counterfactuals``, after the core's contract checks."""
+    attributions (a tensor) or ``Counterfactuals``, after the core's contract checks. ``train``
+    is the job's training split, passed to explainers that use it (``uses_training_data``)."""
     spec = explainer.spec
+    uses_data = getattr(spec, "uses_training_data", False)
+    if uses_data and train is None:
+        raise ContractError(f"explainer '{explainer.label}' needs the training split")
     layer = model_comp.spec.target_layer if spec.uses_target_layer else ""
     counterfactual = getattr(spec, "output", "attribution") == "counterfactual"
 
@@ -52,6 +56,8 @@ def explain_function(
                     f"'{model_comp.label}' declares none (ModelSpec.target_layer)"
                 )
             found["target_layer"] = model_comp.spec.target_layer
+        if uses_data:
+            found |= {"data": train, "cache_dir": str(cache.root)}
         return found
 
     def explain(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> Any:
@@ -61,6 +67,7 @@ def explain_function(
                 "explainer": explainer.identity(),
                 "layer": layer,
                 "inputs": tensor_fingerprint(x, target),
+                "data": tensor_fingerprint(train.x, train.y) if uses_data and train else "",
             }
         )
 

@@ -53,7 +53,7 @@ def evaluate_set(
     split = dataset.validation if dataset.validation is not None else dataset.train
     scores = [accuracy(model, split) for _, _, model in candidates]
     kept = rashomon_filter(scores, eps)
-    members = tuple(_member(worker, job, comps, candidates[i], scores[i]) for i in kept)
+    members = tuple(_member(worker, dataset, comps, candidates[i], scores[i]) for i in kept)
     best_job, best_comps, best_model = candidates[kept[0]]
     context_job = dataclasses.replace(
         job, model=best_job.model, debiaser=best_job.debiaser, members=()
@@ -94,7 +94,7 @@ def _load_members(
 
 def _member(
     worker: Worker,
-    job: Job,
+    dataset: Dataset,
     comps: dict[str, Component],
     candidate: tuple[Job, dict[str, Component], Any],
     score: float,
@@ -108,5 +108,5 @@ def _member(
         model_spec=spec,
         seed=member_job.seed,
         validation_accuracy=score,
-        explain=worker._explainer(member_comps) if "explainer" in comps else None,
+        explain=worker._explainer(member_comps, dataset) if "explainer" in comps else None,
     )

@@ -385,7 +385,7 @@ class Worker:
             model_spec=comps["model"].spec,
             seed=job.seed,
             train=retrain,
-            explain=self._explainer(comps) if explainer is not None else None,
+            explain=self._explainer(comps, dataset) if explainer is not None else None,
             explainer_spec=explainer.spec if explainer else None,
             cache_dir=str(self.cache.root),
             device=self.device,
@@ -426,9 +426,12 @@ class Worker:
         self.cache.save(PER_IMAGE_KIND, job.key, tensors, meta={"job": job.record()})
         return per_image_spread(tensors)
 
-    def _explainer(self, comps: dict[str, Component]) -> Callable[..., Any]:
+    def _explainer(
+        self, comps: dict[str, Component], dataset: Dataset | None = None
+    ) -> Callable[..., Any]:
         """The job's explainer, contract-checked and cached (``benchmark.executors.explaining``)."""
-        return explain_function(self.cache, comps["explainer"], comps["model"])
+        train = dataset.train if dataset is not None else None
+        return explain_function(self.cache, comps["explainer"], comps["model"], train)
 
 
 def run_group(settings: WorkerSettings, records: list[dict[str, Any]]) -> list[Outcome]:

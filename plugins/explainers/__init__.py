@@ -13,7 +13,9 @@ Capability tags required from the model:
   DeepLIFT have rules for (``lrp``, ``excitation-backprop``, ``deep-shap``).
 
 Perturbation methods (occlusion, KernelSHAP, LIME) only call the model, and the controls
-(``random``, ``sobel``) do not even do that, so they require nothing.
+(``random``, ``sobel``) do not even do that, so they require nothing. The counterfactual
+explainers (``cf-*``, :mod:`plugins.explainers.counterfactuals`) return changed images, not
+maps, and are paired only with the ``counterfactual`` evaluator.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from benchmark.kit.registration import register_specs_of
 from plugins.explainers import (
     cam,
     controls,
+    counterfactuals,
     gradients,
     noise_tunnel,
     occlusion,
@@ -30,6 +33,16 @@ from plugins.explainers import (
     surrogates,
 )
 
-MODULES = (gradients, propagation, cam, noise_tunnel, shapley, surrogates, occlusion, controls)
+MODULES = (
+    gradients,
+    propagation,
+    cam,
+    noise_tunnel,
+    shapley,
+    surrogates,
+    occlusion,
+    controls,
+    counterfactuals,
+)
 
 bench_register_explainers = register_specs_of(MODULES)
