@@ -8,6 +8,7 @@ from plugins.evaluators import (
     bias_localisation,
     classification,
     completeness_soundness,
+    counterfactual,
     data_randomisation,
     explanation_disagreement,
     fairness,
@@ -38,6 +39,7 @@ MODULES = (
     robustness,
     prediction_multiplicity,
     explanation_disagreement,
+    counterfactual,
     meta_evaluation,
 )
 """Every evaluator module, each exposing ``specs()``; registered in this order."""

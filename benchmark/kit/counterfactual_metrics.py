@@ -1,0 +1,112 @@
+"""Scores of image counterfactuals, batched: validity, proximity, sparsity, yNN, distance to
+the data, stability under input noise, invalidation by another model.
+
+Written here because the field's tools get them wrong or only for tables: CARLA's "L2" is the
+squared distance and its yNN is right only for two classes; DiCE and CARLA score tabular rows
+one at a time. Every function takes whole batches (``(N, C, H, W)`` tensors on one device).
+
+Conventions: ``valid`` (bool ``(N,)``) marks the counterfactuals the model accepts; a metric
+over counterfactuals is averaged over the valid ones only, and is NaN when none is valid (the
+evaluator then reports validity 0 and leaves those cells empty rather than inventing a value).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmark.kit.counterfactual_search import predictions
+
+
+def proximity(x: torch.Tensor, cf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the true L1 and L2 (not squared) distance of the counterfactual."""
+    delta = (cf - x).flatten(1)
+    return delta.abs().sum(1), delta.norm(dim=1)
+
+
+def changed_share(x: torch.Tensor, cf: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Per image, the share of pixel values changed by more than ``tolerance`` (sparsity:
+    lower is sparser)."""
+    return ((cf - x).abs().flatten(1) > tolerance).double().mean(1)
+
+
+def nearest_indices(
+    queries: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and L2 distances of each query's ``k`` nearest reference images."""
+    flat = reference.flatten(1)
+    index, dist = [], []
+    for part in queries.flatten(1).split(chunk):
+        d = torch.cdist(part, flat)
+        value, where = d.topk(min(k, len(reference)), dim=1, largest=False)
+        index.append(where)
+        dist.append(value)
+    return torch.cat(index), torch.cat(dist)
+
+
+def ynn(cf_class: torch.Tensor, neighbour_class: torch.Tensor) -> torch.Tensor:
+    """Per counterfactual, the share of its ``k`` nearest training images (``neighbour_class``
+    ``(N, k)``: the model's predictions for them) that the model puts in the counterfactual's
+    class. For two classes this is CARLA's ``1 - |f(x') - f(x_j)|`` averaged over neighbours;
+    for more, a neighbour of a third class counts as disagreeing, which CARLA's absolute
+    difference of labels does not (a 9 next to a 7 would count as 2 disagreements)."""
+    return (neighbour_class == cf_class.view(-1, 1)).double().mean(1)
+
+
+def class_knn_distance(
+    cf: torch.Tensor,
+    cf_class: torch.Tensor,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
+    """Per counterfactual, the mean L2 distance to the ``k`` nearest training images labelled
+    with its class: how far it is from real images of what it claims to be."""
+    out = torch.full((len(cf),), float("nan"), dtype=torch.float64, device=cf.device)
+    for c in cf_class.unique().tolist():
+        rows = (cf_class == c).nonzero().view(-1)
+        reference = train_x[train_y == c]
+        if len(reference) == 0:
+            continue
+        _, dist = nearest_indices(cf[rows], reference, k)
+        out[rows] = dist.double().mean(1)
+    return out
+
+
+def noise_stability(
+    model: nn.Module,
+    cf: torch.Tensor,
+    cf_class: torch.Tensor,
+    noise_std: float,
+    samples: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hamman et al. (2023)'s stability of a counterfactual, and the share of noisy copies
+    still accepted. Stability is ``mean_i [m(x'_i) - |m(x') - m(x'_i)|]`` over ``samples``
+    copies ``x'_i = x' + N(0, noise_std^2)`` (clamped to [0, 1]), where ``m`` is the model's
+    probability of the counterfactual's class: high when the neighbourhood is confidently of
+    that class, low when the counterfactual sits on a knife's edge."""
+    with torch.no_grad():
+        base = model(cf).softmax(1).gather(1, cf_class.view(-1, 1)).squeeze(1).double()
+        total = torch.zeros_like(base)
+        kept = torch.zeros_like(base)
+        for _ in range(samples):
+            noise = torch.randn(cf.shape, generator=generator, device=cf.device) * noise_std
+            logits = model((cf + noise).clamp(0, 1))
+            p = logits.softmax(1).gather(1, cf_class.view(-1, 1)).squeeze(1).double()
+            total += p - (base - p).abs()
+            kept += (logits.argmax(1) == cf_class).double()
+    return total / samples, kept / samples
+
+
+def invalidation(model: nn.Module, cf: torch.Tensor, cf_class: torch.Tensor) -> torch.Tensor:
+    """Per counterfactual, whether ``model`` (another model of the set) does not put it in the
+    class the model it was made for did."""
+    return predictions(model, cf) != cf_class
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    """The mean over ``mask``'s rows, NaN when the mask is empty."""
+    if not bool(mask.any()):
+        return float("nan")
+    return float(values[mask].double().mean())
