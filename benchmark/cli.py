@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from benchmark import planner, render
+from benchmark import planner, render, suite_parameters
 from benchmark import suite as suite_module
 from benchmark.errors import BenchInputError
 from benchmark.kinds import COMPONENT_KINDS, KIND_TABLE
@@ -99,6 +99,15 @@ out_option = click.option(
 suite_option = click.option(
     "--suite", "suite_ref", required=True, help="Built-in suite name or path to a suite YAML file."
 )
+param_option = click.option(
+    "-p",
+    "--param",
+    "param_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A value for one of the suite's parameters (repeat for more); VALUE is read as YAML: "
+    "3 is a number, /data/x text, null no value.",
+)
 select_option = click.option(
     "-k",
     "select_expr",
@@ -112,6 +121,12 @@ timeout_option = click.option(
     default=None,
     help="Time limit per job in seconds, training included; overrides the suite's.",
 )
+
+
+def _load_suite(ref: str, registry: Registry, param_items: tuple[str, ...]) -> suite_module.Suite:
+    """``--suite`` with the ``-p NAME=VALUE`` values of its parameters."""
+    given = suite_parameters.from_command_line(param_items)
+    return suite_module.load(ref, registry, parameters=given)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,21 +219,31 @@ def plugins(as_json: bool) -> None:
 
 @main.command()
 @suite_option
+@param_option
 @select_option
 @timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_input_errors
-def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: bool) -> None:
+def plan(
+    suite_ref: str,
+    param_items: tuple[str, ...],
+    select_expr: str,
+    job_timeout: float | None,
+    as_json: bool,
+) -> None:
     """Show the jobs a suite expands to, the trainings they imply, and why each skipped
-    combination is skipped."""
+    combination (or entry whose parameter has no value) is skipped."""
     registry = _load_registry()
-    the_plan = planner.expand(suite_module.load(suite_ref, registry), select_expr, job_timeout)
+    suite = _load_suite(suite_ref, registry, param_items)
+    the_plan = planner.expand(suite, select_expr, job_timeout)
     models, retrains = the_plan.trainings()
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "suite": the_plan.suite.name,
+                    "parameters": suite.parameters,
+                    "dropped": [dropped.record() for dropped in suite.dropped],
                     "deselected": the_plan.deselected,
                     "trainings": {"models": models, "retrains_declared": retrains},
                     "jobs": [job.record() for job in the_plan.jobs],
@@ -238,6 +263,8 @@ def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: b
         f"{len(the_plan.skipped)} skipped combinations; trainings: {models} models"
         f" + up to {retrains} retrains declared by evaluators"
     )
+    for dropped in suite.dropped:
+        click.echo(f"  skipped {dropped.describe()}: {dropped.reason}")
     for job in the_plan.jobs:
         extra = f"  [+{job.retrains} retrains]" if job.retrains else ""
         click.echo(f"  run   {job.describe()}{extra}")
@@ -247,6 +274,7 @@ def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: b
 
 @main.command()
 @suite_option
+@param_option
 @store_option
 @cache_option
 @out_option
@@ -293,6 +321,7 @@ def plan(suite_ref: str, select_expr: str, job_timeout: float | None, as_json: b
 @_input_errors
 def run(
     suite_ref: str,
+    param_items: tuple[str, ...],
     store_path: Path | None,
     cache_dir: Path | None,
     out_dir: Path,
@@ -313,7 +342,9 @@ def run(
     from benchmark.store import Store
 
     registry = _load_registry()
-    suite = suite_module.load(suite_ref, registry)
+    suite = _load_suite(suite_ref, registry, param_items)
+    for dropped in suite.dropped:
+        err_console.print(f"note: skipped {escape(dropped.describe())}: {escape(dropped.reason)}")
     the_plan = planner.expand(suite, select_expr, job_timeout)
     whole = planner.expand(suite)  # the leaderboard shows what -k left out as missing
     if not the_plan.jobs:
@@ -367,12 +398,17 @@ def run(
 
 @main.command()
 @suite_option
+@param_option
 @store_option
 @cache_option
 @out_option
 @_input_errors
 def leaderboard(
-    suite_ref: str, store_path: Path | None, cache_dir: Path | None, out_dir: Path
+    suite_ref: str,
+    param_items: tuple[str, ...],
+    store_path: Path | None,
+    cache_dir: Path | None,
+    out_dir: Path,
 ) -> None:
     """Re-render a suite's leaderboard from the store (nothing is run; per-image scores for
     the evaluator-reliability table are read from the cache where it has them)."""
@@ -381,7 +417,7 @@ def leaderboard(
     from benchmark.store import Store
 
     registry = _load_registry()
-    the_plan = planner.expand(suite_module.load(suite_ref, registry))
+    the_plan = planner.expand(_load_suite(suite_ref, registry, param_items))
     path = store_path or _home() / "results.sqlite"
     if not path.is_file():
         raise BenchInputError("no results store here; run `bench run` first", where=str(path))
@@ -404,6 +440,15 @@ def leaderboard(
     help="Suites to publish [default: every built-in suite with results].",
 )
 @click.option(
+    "-p",
+    "--param",
+    "param_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A value for a parameter of the suites published (each must declare it; publish a "
+    "suite that needs one on its own: --suite S -p NAME=VALUE).",
+)
+@click.option(
     "--with-store",
     is_flag=True,
     help="Also copy the results store to <out>/<suite>/results.sqlite (what benchmark.api and "
@@ -415,6 +460,7 @@ def publish(
     cache_dir: Path | None,
     out_dir: Path,
     suite_refs: tuple[str, ...],
+    param_items: tuple[str, ...],
     with_store: bool,
 ) -> None:
     """Re-render the leaderboards of every suite that has results in the store: Markdown,
@@ -432,7 +478,7 @@ def publish(
         ran = set(store.runs()["suite"])
         refs = list(suite_refs) or [n for n in registry.names("suite") if n in ran]
         for ref in refs:
-            the_plan = planner.expand(suite_module.load(ref, registry))
+            the_plan = planner.expand(_load_suite(ref, registry, param_items))
             target = render.write(
                 aggregate(the_plan, store, cache),
                 out_dir,
@@ -482,6 +528,7 @@ def new_plugin(name: str, kinds: tuple[str, ...], folder: Path | None) -> None:
 
 @main.command()
 @suite_option
+@param_option
 @select_option
 @click.option("--sample", type=click.IntRange(min=1), help="Rerun N rows drawn at random.")
 @click.option("--sample-seed", type=int, default=0, show_default=True, help="Seed of --sample.")

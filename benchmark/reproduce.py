@@ -449,6 +449,7 @@ def command(
     registry: Registry,
     err_console: Console,
     suite_ref: str,
+    param_items: tuple[str, ...],
     select_expr: str,
     sample: int | None,
     sample_seed: int,
@@ -464,10 +465,11 @@ def command(
     import signal
 
     from benchmark import suite as suite_module
+    from benchmark.suite_parameters import from_command_line
 
     report = reproduce(
         registry,
-        suite_module.load(suite_ref, registry),
+        suite_module.load(suite_ref, registry, parameters=from_command_line(param_items)),
         published,
         select_expr,
         sample,

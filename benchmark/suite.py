@@ -21,7 +21,8 @@ does not know) and the field, with a did-you-mean suggestion where one exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ from benchmark.specs import ComponentSpec
 from benchmark.suite_errors import dotted as _dotted
 from benchmark.suite_errors import explain_validation
 from benchmark.suite_errors import line_of as _line_of
+from benchmark.suite_parameters import Binding, Dropped, Parameters
 
 SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A suite's name becomes a folder under ``leaderboards/``: a slug, never a path (``..``,
@@ -110,6 +112,11 @@ class SuiteModel(_Strict):
     """The suite's own version, stored with each run (a number is read as text)."""
     description: str = ""
     """What the suite asks; shown at the top of its leaderboard."""
+    parameters: Parameters = Field(default_factory=dict)
+    """Values the user may give at run time with ``-p name=value`` (names: lower-case letters,
+    digits, ``_``), each ``name: default`` or ``name: {default: ..., description: ...}``. A
+    string in a component's params that is exactly ``${name}`` becomes the value; an entry
+    that uses a parameter whose value is null is left out (``benchmark.suite_parameters``)."""
     datasets: list[ComponentRef] = Field(min_length=1)
     """Datasets, by name or ``tag:``; every other list is combined with each."""
     models: list[ComponentRef] = Field(min_length=1)
@@ -179,7 +186,12 @@ class Suite:
     components: dict[str, list[Component]]
     """Per kind (``dataset``, ``model``, ...), in the order the file lists them."""
     ref: str = ""
-    """How the user named the suite (built-in name or path): what reproduces it."""
+    """How the user named the suite (built-in name or path): what reproduces it, with
+    ``parameters``."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Every declared parameter's value, as used (given with ``-p``, else the default)."""
+    dropped: tuple[Dropped, ...] = ()
+    """Component entries left out because a parameter they use has no value, with why."""
 
     @property
     def name(self) -> str:
@@ -193,6 +205,8 @@ class Suite:
         """Hash of everything that determines the suite's results (for the runs table)."""
         payload = {kind: [c.identity() for c in comps] for kind, comps in self.components.items()}
         payload["seeds"] = self.model.seeds
+        if self.parameters:  # a suite without parameters keeps the hash it always had
+            payload["parameters"] = self.parameters
         return digest(payload)
 
 
@@ -200,13 +214,15 @@ class Suite:
 # Loading
 
 
-def load(ref: str, registry: Registry) -> Suite:
-    """A suite by built-in name or by path to a YAML file, validated and resolved."""
+def load(ref: str, registry: Registry, *, parameters: Mapping[str, Any] | None = None) -> Suite:
+    """A suite by built-in name or by path to a YAML file, validated and resolved with the
+    values of its ``parameters`` given here (``benchmark.suite_parameters.from_command_line``)."""
     path = Path(ref)
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise BenchInputError("suite file not found", where=str(path))
-        return replace(parse(yaml_input.read_text(path), str(path), registry), ref=ref)
+        text = yaml_input.read_text(path)
+        return replace(parse(text, str(path), registry, parameters=parameters), ref=ref)
     names = registry.names("suite")
     if ref not in names:
         raise BenchInputError(
@@ -216,10 +232,12 @@ def load(ref: str, registry: Registry) -> Suite:
         )
     spec = registry.get("suite", ref)
     source = spec.source or f"suite '{ref}' of plugin '{spec.plugin}'"
-    return replace(parse(spec.yaml_text, source, registry), ref=ref)
+    return replace(parse(spec.yaml_text, source, registry, parameters=parameters), ref=ref)
 
 
-def parse(text: str, source: str, registry: Registry) -> Suite:
+def parse(
+    text: str, source: str, registry: Registry, *, parameters: Mapping[str, Any] | None = None
+) -> Suite:
     """Validate YAML text; ``source`` names it in error messages."""
     node, data = yaml_input.load(text, source)
     if not isinstance(data, dict):
@@ -228,7 +246,7 @@ def parse(text: str, source: str, registry: Registry) -> Suite:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
         raise explain_validation(exc, node, source, SuiteModel) from None
-    return resolve(model, node, source, registry)
+    return resolve(model, node, source, registry, parameters)
 
 
 class ParamError(ValueError):
@@ -259,8 +277,16 @@ def checked_params(spec: ComponentSpec, overrides: dict[str, Any]) -> dict[str, 
     return params
 
 
-def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry) -> Suite:
-    """Check names, tags and parameters against the registry; expand ``tag:`` selectors."""
+def resolve(
+    model: SuiteModel,
+    node: yaml.Node,
+    source: str,
+    registry: Registry,
+    parameters: Mapping[str, Any] | None = None,
+) -> Suite:
+    """Check names, tags and parameters against the registry; expand ``tag:`` selectors;
+    put the suite parameters' values in (``benchmark.suite_parameters``)."""
+    binding = Binding(model.parameters, parameters or {}, source, lambda loc: _line_of(node, loc))
     components: dict[str, list[Component]] = {}
     for field_name, kind in COMPONENT_FIELDS.items():
         resolved: list[Component] = []
@@ -291,6 +317,9 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                         where=source,
                         line=line,
                     )
+            ref = binding.entry(kind, ref, where_loc, [ref.label or s.name for s in specs])
+            if ref is None:
+                continue
             for spec in specs:
                 try:
                     params = checked_params(spec, ref.params)
@@ -318,14 +347,10 @@ def resolve(model: SuiteModel, node: yaml.Node, source: str, registry: Registry)
                 where=source,
                 line=_line_of(node, [field_name]),
             )
+        binding.check_left(field_name, kind, resolved, SuiteModel.model_fields[field_name])
         components[kind] = resolved
-    suite = Suite(model=model, source=source, components=components, ref=source)
-    check_exclusions(
-        model.exclude,
-        {kind: [c.label for c in cs] for kind, cs in components.items()},
-        source,
-        lambda loc: _line_of(node, loc),
-    )
+    suite = Suite(model, source, components, source, binding.values, tuple(binding.dropped))
+    check_exclusions(model.exclude, binding.labels(components), source, binding.line_of)
     check_leaderboard(suite, node)
     return suite
 
@@ -363,6 +388,7 @@ def check_leaderboard(suite: Suite, node: yaml.Node | None) -> None:
     board = suite.model.leaderboard
     known = declared_metrics(suite)
     datasets = [c.label for c in suite.components["dataset"]]
+    datasets += [label for d in suite.dropped if d.kind == "dataset" for label in d.labels]
     named: list[tuple[list[Any], str]] = [(["leaderboard", "metric"], board.metric)]
     named += [
         (["leaderboard", "metric_by_dataset", d], m) for d, m in board.metric_by_dataset.items()
