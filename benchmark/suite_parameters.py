@@ -130,7 +130,7 @@ def from_command_line(assignments: Iterable[str]) -> dict[str, Any]:
     given: dict[str, Any] = {}
     for text in assignments:
         name, equals, raw = text.partition("=")
-        if not equals or not _NAME.fullmatch(name):
+        if not equals or not name:
             given[text] = Malformed(text, "expected NAME=VALUE (e.g. -p epochs=3)")
             continue
         try:
@@ -151,7 +151,8 @@ def values(
     """Every declared parameter's value: given on the command line, else its default."""
     for value in given.values():
         if isinstance(value, Malformed):
-            raise BenchInputError(f"-p {value.text}: {value.problem}{_listing(declared)}", source)
+            message = f"-p {value.text}: {value.problem}{_listing(declared)}"
+            raise BenchInputError(message, where=source)
     for name in given:
         if name not in declared:
             hint = suggest(name, declared) if declared else ""
@@ -269,11 +270,8 @@ class Binding:
             )
         name = match[1]
         if name not in self.values:
-            hint = (
-                suggest(name, self.values)
-                if self.values
-                else ("; declare it under 'parameters:' (name: default)")
-            )
+            hint = suggest(name, self.values) if self.values else ""
+            hint = hint or "; declare it under 'parameters:' (name: default)"
             self._fail(
                 loc,
                 f"{value!r} refers to parameter '{name}', which the suite does not declare" + hint,

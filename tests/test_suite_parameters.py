@@ -280,6 +280,7 @@ def test_p_overrides_the_default(bench):
         ("epochs=[1, 2]", "VALUE must be one value"),
         ("epoch=3", "-p epoch: the suite has no parameter 'epoch' (did you mean 'epochs'?)"),
         ("root=/x", "-p root: the suite has no parameter 'root'"),
+        ("Epochs=3", "-p Epochs: the suite has no parameter 'Epochs' (did you mean 'epochs'?)"),
     ],
 )
 def test_a_malformed_or_unknown_p_exits_2_listing_the_parameters(bench, option, fragment):
