@@ -17,6 +17,10 @@ Validation happens in two steps: pydantic (``extra="forbid"``) checks the shape,
 ``resolve`` checks names, tags and parameter names against the registry. Both raise one
 ``BenchInputError`` naming the file, the line (read from the YAML node marks, which pydantic
 does not know) and the field, with a did-you-mean suggestion where one exists.
+
+Beside it: ``suite_errors`` (lines, fields, pydantic's errors as messages), ``suite_parameters``
+(``parameters:`` and ``${name}`` references), ``suite_metrics`` (the metric columns and the
+``leaderboard`` section's check) and ``exclusions`` (the ``exclude`` rules).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from benchmark.specs import ComponentSpec
 from benchmark.suite_errors import dotted as _dotted
 from benchmark.suite_errors import explain_validation
 from benchmark.suite_errors import line_of as _line_of
+from benchmark.suite_metrics import check_leaderboard
+from benchmark.suite_metrics import declared_metrics as declared_metrics  # re-exported
+from benchmark.suite_metrics import shared_metrics as shared_metrics  # re-exported
 from benchmark.suite_parameters import Binding, Dropped, Parameters
 
 SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -353,86 +360,3 @@ def resolve(
     check_exclusions(model.exclude, binding.labels(components), source, binding.line_of)
     check_leaderboard(suite, node)
     return suite
-
-
-def _metric_owners(suite: Suite) -> dict[str, list[str]]:
-    owners: dict[str, list[str]] = {}
-    for component in suite.components["evaluator"]:
-        for metric in component.spec.returns(component.params):
-            owners.setdefault(metric, []).append(component.label)
-    return owners
-
-
-def shared_metrics(suite: Suite) -> set[str]:
-    """Metric names that two or more evaluator entries of the suite return."""
-    return {metric for metric, labels in _metric_owners(suite).items() if len(labels) > 1}
-
-
-def declared_metrics(suite: Suite) -> dict[str, str]:
-    """``column name -> evaluator label`` of every metric the suite's evaluators declare, named
-    as the leaderboard names them: a metric that two evaluator entries declare is
-    ``label.metric`` (so no column mixes two definitions), any other is the bare metric."""
-    owners = _metric_owners(suite)
-    names: dict[str, str] = {}
-    for metric, labels in owners.items():
-        if len(labels) == 1:
-            names[metric] = labels[0]
-        else:
-            names.update({f"{label}.{metric}": label for label in labels})
-    return names
-
-
-def check_leaderboard(suite: Suite, node: yaml.Node | None) -> None:
-    """Every metric the leaderboard section names is one the evaluators declare; every dataset
-    key of ``metric_by_dataset`` is one of the suite's datasets."""
-    board = suite.model.leaderboard
-    known = declared_metrics(suite)
-    datasets = [c.label for c in suite.components["dataset"]]
-    datasets += [label for d in suite.dropped if d.kind == "dataset" for label in d.labels]
-    named: list[tuple[list[Any], str]] = [(["leaderboard", "metric"], board.metric)]
-    named += [
-        (["leaderboard", "metric_by_dataset", d], m) for d, m in board.metric_by_dataset.items()
-    ]
-    named += [(["leaderboard", "columns", i], m) for i, m in enumerate(board.columns)]
-    named += [(["leaderboard", "labels", m], m) for m in board.labels]
-    for dataset in board.metric_by_dataset:
-        if dataset not in datasets:
-            raise BenchInputError(
-                f"field 'leaderboard.metric_by_dataset.{dataset}': no dataset of the suite is "
-                f"labelled '{dataset}'" + suggest(dataset, datasets),
-                where=suite.source,
-                line=_line_of(node, ["leaderboard", "metric_by_dataset", dataset]),
-            )
-    directions = {
-        (component.label, metric): component.spec.directions.get(metric)
-        for component in suite.components["evaluator"]
-        for metric in component.spec.returns(component.params)
-    }
-    primaries = [(["leaderboard", "metric"], board.metric)]
-    primaries += [
-        (["leaderboard", "metric_by_dataset", d], m) for d, m in board.metric_by_dataset.items()
-    ]
-    for loc, metric in named:
-        if metric in known:
-            bare = metric.removeprefix(f"{known[metric]}.")
-            if (loc, metric) in primaries and directions.get((known[metric], bare)) == "neither":
-                raise BenchInputError(
-                    f"field '{_dotted(loc)}': metric '{metric}' is a count (direction "
-                    "'neither'), not a score: it cannot rank a leaderboard",
-                    where=suite.source,
-                    line=_line_of(node, loc),
-                )
-            continue
-        qualified = sorted(name for name in known if name.endswith(f".{metric}"))
-        if qualified:
-            hint = (
-                f"; '{metric}' is declared by several evaluators, so the leaderboard names it "
-                f"{' or '.join(repr(q) for q in qualified)}"
-            )
-        else:
-            hint = suggest(metric, known)
-        raise BenchInputError(
-            f"field '{_dotted(loc)}': no evaluator of the suite declares metric '{metric}'" + hint,
-            where=suite.source,
-            line=_line_of(node, loc),
-        )
