@@ -60,6 +60,31 @@ def test_stability_is_high_deep_inside_a_class_and_low_on_the_boundary():
     assert s_edge.item() < 0.5 and 0.1 < kept_edge.item() < 0.9
 
 
+class Constant(nn.Module):
+    def __init__(self, value: float | None) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone() if self.value is None else torch.full_like(x, self.value)
+
+
+def test_im1_and_im2_follow_van_looveren_and_klaise():
+    cf = torch.full((1, 1, 2, 2), 0.5)
+    # the target class's autoencoder reconstructs it perfectly, the original class's not at all
+    per_class = [Constant(0.0), Constant(None)]
+    im1, im2 = cm.interpretability_scores(
+        cf, torch.tensor([1]), torch.tensor([0]), per_class, Constant(0.25)
+    )
+    assert im1.item() == pytest.approx(0.0)
+    # ||AE_1(x') - AE(x')||^2 / ||x'||_1 = 4 * 0.25^2 / 2
+    assert im2.item() == pytest.approx(0.125)
+    swapped, _ = cm.interpretability_scores(
+        cf, torch.tensor([0]), torch.tensor([1]), per_class, Constant(0.25)
+    )
+    assert swapped.item() > 1e6  # its new class reconstructs it far worse than its old one
+
+
 def test_targets_are_never_the_prediction_and_are_seeded():
     predicted = torch.arange(100) % 10
     random = choose_targets(predicted, 10, "random", seed=0)
@@ -79,10 +104,11 @@ debiasers:
 explainers:
   - {name: cf-wachter, params: {steps: 30, search_steps: 3}}
   - {name: cf-pgd, params: {steps: 10}}
+  - {name: cf-proto, params: {steps: 40, search_steps: 3, c: 10, gamma: 0, autoencoder_steps: 20}}
   - cf-nearest
   - gradient
 evaluators:
-  - {name: counterfactual, params: {images: 20, noise_samples: 4}}
+  - {name: counterfactual, params: {images: 20, noise_samples: 4, autoencoder_steps: 20}}
   - {name: counterfactual-invalidation, params: {images: 20, rashomon_eps: 0.5}}
 seeds: [0, 1]
 leaderboard:
@@ -98,8 +124,9 @@ def test_mini_counterfactual_suite_through_the_cli(tmp_path):
     cells = result.leaderboard("mini-counterfactuals").fillna({"explainer": ""})
     value = cells.set_index(["evaluator", "explainer", "metric"])["mean"]
     # attribution methods are never paired with the counterfactual evaluators
-    assert set(cells["explainer"]) == {"cf-wachter", "cf-pgd", "cf-nearest"}
-    for explainer in ("cf-wachter", "cf-pgd", "cf-nearest"):
+    explainers = ("cf-nearest", "cf-pgd", "cf-proto", "cf-wachter")
+    assert set(cells["explainer"]) == set(explainers)
+    for explainer in explainers:
         assert 0 < value["counterfactual", explainer, "validity"] <= 1
         assert value["counterfactual-invalidation", explainer, "set_size"] == 2
         assert 0 <= value["counterfactual-invalidation", explainer, "invalidation"] <= 1
@@ -116,6 +143,8 @@ def test_mini_counterfactual_suite_through_the_cli(tmp_path):
         for p in (result.folder / "leaderboards" / "mini-counterfactuals" / "figures").iterdir()
     )
     assert [f for f in figures if "cf-grid" in f] == [
-        f"counterfactual-cf-grid-mnist-seed-cnn-erm-{e}.png"
-        for e in ("cf-nearest", "cf-pgd", "cf-wachter")
+        f"counterfactual-cf-grid-mnist-seed-cnn-erm-{e}.png" for e in explainers
     ]
+    # IM1 and its real-image reference are computed with the same autoencoders
+    assert value["counterfactual", "cf-nearest", "im1"] > 0
+    assert value["counterfactual", "cf-nearest", "real_im1"] > 0

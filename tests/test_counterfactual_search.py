@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from benchmark.executors.contracts import ContractError, check_counterfactuals
+from benchmark.kit.autoencoders import cached_autoencoder
 from benchmark.kit.counterfactual_search import (
     accepted,
     nearest_of_target,
@@ -15,6 +16,7 @@ from benchmark.kit.counterfactual_search import (
     targeted_pgd,
     wachter,
 )
+from benchmark.kit.prototypes import prototype_counterfactuals
 from benchmark.registry import Registry
 from benchmark.specs import ANY_OTHER_CLASS
 
@@ -50,7 +52,13 @@ def test_wachter_l2_on_a_linear_model_is_the_projection_onto_the_boundary():
     assert (cosine > 0.995).all()
 
 
-@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest"])
+def proto(model, x, target, **kwargs):
+    train = torch.rand(40, *x.shape[1:], generator=torch.Generator().manual_seed(9))
+    autoencoder = cached_autoencoder(train, "", steps=3)
+    return prototype_counterfactuals(model, x, target, autoencoder, train, k=3, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest", "proto"])
 def test_an_image_already_of_its_target_class_is_its_own_counterfactual(method):
     model, _, _ = linear_model(20)
     x = class_zero_points(model, 2)
@@ -59,6 +67,8 @@ def test_an_image_already_of_its_target_class_is_its_own_counterfactual(method):
         cf = wachter(model, x, target, steps=5, search_steps=2)
     elif method == "pgd":
         cf = targeted_pgd(model, x, target, steps=5)
+    elif method == "proto":
+        cf = proto(model, x, target, steps=3, search_steps=1)
     else:
         cf = nearest_of_target(model, x, target, torch.rand(30, 1, 4, 5))
     assert torch.equal(cf, x)
@@ -71,7 +81,7 @@ def small_cnn(seed: int = 0) -> nn.Module:
     ).eval()
 
 
-@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest"])
+@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest", "proto"])
 def test_a_batch_gives_what_each_image_gives_alone(method):
     model = small_cnn()
     torch.manual_seed(3)
@@ -84,6 +94,8 @@ def test_a_batch_gives_what_each_image_gives_alone(method):
             return wachter(model, xs, ts, steps=20, search_steps=3)
         if method == "pgd":
             return targeted_pgd(model, xs, ts, steps=10)
+        if method == "proto":
+            return proto(model, xs, ts, steps=10, search_steps=2)
         return nearest_of_target(model, xs, ts, train)
 
     batched = run(x, target)
@@ -91,7 +103,7 @@ def test_a_batch_gives_what_each_image_gives_alone(method):
     assert torch.allclose(batched, alone, atol=1e-5, equal_nan=True)
 
 
-@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest"])
+@pytest.mark.parametrize("method", ["wachter", "pgd", "nearest", "proto"])
 def test_what_is_found_is_accepted_by_the_model_and_the_rest_is_nan(method):
     model = small_cnn(1)
     torch.manual_seed(4)
@@ -101,6 +113,8 @@ def test_what_is_found_is_accepted_by_the_model_and_the_rest_is_nan(method):
         cf = wachter(model, x, target, steps=30, search_steps=3)
     elif method == "pgd":
         cf = targeted_pgd(model, x, target, steps=10, eps_ladder=(0.01, 0.3))
+    elif method == "proto":
+        cf = proto(model, x, target, steps=30, search_steps=3)
     else:
         cf = nearest_of_target(model, x, target, train)
     found = ~torch.isnan(cf.flatten(1)).any(1)
@@ -153,7 +167,7 @@ def test_the_contract_marks_nan_images_not_found_and_refuses_broken_ones():
 
 def test_counterfactual_explainers_are_registered_with_their_output():
     registry = Registry.load()
-    for name in ("cf-wachter", "cf-pgd", "cf-nearest"):
+    for name in ("cf-wachter", "cf-pgd", "cf-nearest", "cf-proto"):
         spec = registry.get("explainer", name)
         assert spec.output == "counterfactual"
     assert registry.get("explainer", "cf-nearest").uses_training_data

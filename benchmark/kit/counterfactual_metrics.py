@@ -99,6 +99,45 @@ def noise_stability(
     return total / samples, kept / samples
 
 
+def interpretability_scores(
+    cf: torch.Tensor,
+    cf_class: torch.Tensor,
+    original: torch.Tensor,
+    class_autoencoders: list[nn.Module | None],
+    autoencoder: nn.Module,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Van Looveren & Klaise (2021)'s IM1 and IM2, per counterfactual (lower is better):
+    ``IM1 = ||x' - AE_t(x')||^2 / (||x' - AE_o(x')||^2 + eps)`` (the counterfactual's class t
+    reconstructs it better than the original class o), ``IM2 = ||AE_t(x') - AE(x')||^2 /
+    (||x'||_1 + eps)`` (the class-t and all-class autoencoders agree on it). NaN where a class
+    has no autoencoder (no training image)."""
+    n = len(cf)
+    im1 = torch.full((n,), float("nan"), dtype=torch.float64, device=cf.device)
+    im2 = im1.clone()
+    with torch.no_grad():
+        everything = autoencoder(cf)
+        own = torch.full_like(cf, float("nan"))
+        error = torch.full((len(class_autoencoders), n), float("nan"), device=cf.device)
+        for c, ae in enumerate(class_autoencoders):
+            if ae is None:
+                continue
+            rows = (cf_class == c) | (original == c)
+            if not rows.any():
+                continue
+            out = ae(cf[rows])
+            error[c, rows] = (cf[rows] - out).flatten(1).square().sum(1)
+            mine = (cf_class == c)[rows]
+            own[rows.nonzero().view(-1)[mine]] = out[mine]
+        index = torch.arange(n, device=cf.device)
+        target_error = error[cf_class, index].double()
+        original_error = error[original, index].double()
+        im1 = target_error / (original_error + eps)
+        l1 = cf.flatten(1).abs().sum(1).double()
+        im2 = (own - everything).flatten(1).square().sum(1).double() / (l1 + eps)
+    return im1, im2
+
+
 def invalidation(model: nn.Module, cf: torch.Tensor, cf_class: torch.Tensor) -> torch.Tensor:
     """Per counterfactual, whether ``model`` (another model of the set) does not put it in the
     class the model it was made for did."""

@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, PositiveInt
 
 from benchmark.kit import counterfactual_metrics as cm
+from benchmark.kit.autoencoders import cached_autoencoder, class_autoencoders
 from benchmark.kit.counterfactual_search import accepted, predictions
 from benchmark.kit.seeding import generator
 from benchmark.model_sets import DEFAULT_EPS, Across, RashomonEps
@@ -42,6 +43,9 @@ DIRECTIONS: dict[str, Direction] = {
     "knn_distance": "lower",
     "real_knn_distance": "neither",
     "real_ynn": "neither",
+    "im1": "lower",
+    "im2": "lower",
+    "real_im1": "neither",
     "stability": "higher",
     "noise_validity": "higher",
     "seconds_per_counterfactual": "lower",
@@ -59,6 +63,13 @@ GLOSSARY = {
     "labelled with its class (closer: more like real images of that class).",
     "real_knn_distance": "Reference: the same distance for real test images of the target classes.",
     "real_ynn": "Reference: yNN of real test images of the target classes.",
+    "im1": "Van Looveren & Klaise's IM1: reconstruction error of the counterfactual by an "
+    "autoencoder of its class over that by an autoencoder of the original class (below 1: "
+    "it looks more like its new class).",
+    "im2": "Van Looveren & Klaise's IM2: difference between the reconstructions by the "
+    "autoencoder of its class and by one of all classes, over its L1 norm.",
+    "real_im1": "Reference: IM1 of real test images of the target classes against the "
+    "counterfactuals' original classes.",
     "stability": "Hamman et al. 2023's stability: mean over noisy copies of the class "
     "probability minus its change; high when the neighbourhood agrees.",
     "noise_validity": "Share of noisy copies of a counterfactual the model still assigns to "
@@ -139,6 +150,7 @@ def counterfactual(
     noise_std: Annotated[float, Field(gt=0)] = 0.05,
     noise_samples: PositiveInt = 16,
     grid_seeds: tuple[int, ...] = (0,),
+    autoencoder_steps: PositiveInt = 1000,
 ) -> Evaluation:
     """The counterfactual metrics of the job's explainer (see the module docstring)."""
     if context.explain is None:
@@ -162,6 +174,13 @@ def counterfactual(
     real_index, _ = cm.nearest_indices(real, data.train.x, k)
     real_knn = cm.class_knn_distance(real, real_pred, data.train.x, data.train.y, k)
     real_ynn = cm.ynn(real_pred, train_pred[real_index]) if len(real) else real_pred
+    train = data.train
+    everything = cached_autoencoder(train.x, context.cache_dir, steps=autoencoder_steps)
+    per_class = class_autoencoders(
+        train.x, train.y, data.num_classes, context.cache_dir, steps=autoencoder_steps
+    )
+    im1, im2 = cm.interpretability_scores(out.images, cf_class, predicted, per_class, everything)
+    real_im1 = _real_im1(real, real_pred, predicted[valid], cf_class[valid], per_class, everything)
     values = {
         "validity": float(valid.double().mean()),
         "l1": cm.masked_mean(l1, valid),
@@ -171,6 +190,9 @@ def counterfactual(
         "knn_distance": cm.masked_mean(knn, valid),
         "real_knn_distance": cm.masked_mean(real_knn, torch.isfinite(real_knn)),
         "real_ynn": cm.masked_mean(real_ynn, torch.ones_like(real_ynn, dtype=torch.bool)),
+        "im1": cm.masked_mean(im1, valid & torch.isfinite(im1)),
+        "im2": cm.masked_mean(im2, valid & torch.isfinite(im2)),
+        "real_im1": real_im1,
         "stability": cm.masked_mean(stability, valid),
         "noise_validity": cm.masked_mean(kept, valid),
         "seconds_per_counterfactual": out.seconds / max(1, len(x)),
@@ -188,6 +210,36 @@ def counterfactual(
             "changed_pixels": torch.where(valid, changed, torch.nan).float().cpu(),
         },
     )
+
+
+def _real_im1(
+    real: torch.Tensor,
+    real_class: torch.Tensor,
+    origins: torch.Tensor,
+    targets: torch.Tensor,
+    per_class: list[Any],
+    everything: Any,
+) -> float:
+    """IM1 of real test images, each scored as if it were a counterfactual from an original
+    class the counterfactuals came from (drawn in turn from the valid ones' (o, t) pairs with
+    t its class): what an image that truly is of class t scores."""
+    if len(real) == 0 or len(targets) == 0:
+        return float("nan")
+    origin = torch.empty_like(real_class)
+    for c in real_class.unique():
+        sources = origins[targets == c]
+        rows = (real_class == c).nonzero().view(-1)
+        if len(sources) == 0:
+            origin[rows] = -1
+            continue
+        origin[rows] = sources[torch.arange(len(rows), device=rows.device) % len(sources)]
+    keep = origin >= 0
+    if not keep.any():
+        return float("nan")
+    im1, _ = cm.interpretability_scores(
+        real[keep], real_class[keep], origin[keep], per_class, everything
+    )
+    return cm.masked_mean(im1, torch.isfinite(im1))
 
 
 def _by_class(valid: torch.Tensor, wanted: torch.Tensor, classes: int) -> list[float | None]:
