@@ -1,4 +1,5 @@
-"""Built-in models: the CNN of the source slides, an MLP baseline and the fairness backbones.
+"""Built-in models: the CNN of the source slides, the Keras CNN of the counterfactual report,
+Madry et al.'s MNIST network, an MLP baseline and the fairness backbones.
 
 The fairness backbones (``simple-conv``, ``resnet18``, ``shufflenet``, ``pyramidnet``) are
 randomly initialised, take 1- or 3-channel 28x28 / 32x32 images, end in a linear classifier
@@ -12,8 +13,16 @@ model ends in such a classifier and so provides ``linear-head``. Each model modu
 from __future__ import annotations
 
 from benchmark.kit.registration import register_specs_of
-from plugins.models import madry_cnn, mlp, pyramidnet, seed_cnn, simple_conv, torchvision_nets
+from plugins.models import (
+    keras_cnn,
+    madry_cnn,
+    mlp,
+    pyramidnet,
+    seed_cnn,
+    simple_conv,
+    torchvision_nets,
+)
 
-MODULES = (seed_cnn, mlp, simple_conv, torchvision_nets, pyramidnet, madry_cnn)
+MODULES = (seed_cnn, mlp, simple_conv, torchvision_nets, pyramidnet, madry_cnn, keras_cnn)
 
 bench_register_models = register_specs_of(MODULES)
