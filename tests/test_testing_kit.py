@@ -141,7 +141,7 @@ def test_check_plugin_passes_a_clean_plugin_and_names_a_misspelt_hook():
         check_plugin(typo, "typo")
 
 
-SMALL = {"samples": 4, "n_steps": 8}
+SMALL = {"samples": 4, "n_steps": 8, "steps": 10, "search_steps": 2, "autoencoder_steps": 10}
 
 
 @pytest.mark.parametrize("name", Registry.load().names("explainer"))

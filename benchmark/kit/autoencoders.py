@@ -98,7 +98,8 @@ def cached_autoencoder(
         state, _ = ArtifactCache(cache_dir).load_or_build(AUTOENCODER_KIND, key, build)
     else:
         state = build()
-    model = ConvAutoencoder(channels, (height, width)).to(images.device)
+    with seeded(0, images.device):  # the weights are replaced: only the global state matters
+        model = ConvAutoencoder(channels, (height, width)).to(images.device)
     model.load_state_dict(state)
     for parameter in model.parameters():
         parameter.requires_grad_(False)

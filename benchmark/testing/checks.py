@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.executors.contracts import check_attributions
+from benchmark.executors.contracts import check_attributions, check_counterfactuals
 from benchmark.registry import PluginRecord, Registry, unknown_hooks
 from benchmark.specs import (
     Dataset,
@@ -60,7 +60,10 @@ def check_explainer(
     global torch and numpy random states unchanged; the same output on a second call; and,
     unless the spec declares ``batch_independent=False``, each image's map the same (within
     ``atol``, relative to the largest value) when the batch is reversed or halved, so a map
-    never depends on its neighbours.
+    never depends on its neighbours. A counterfactual explainer (``output="counterfactual"``)
+    is asked for the next class of each image's label and checked against its own contract
+    (images shaped like ``x`` in [0, 1], all-NaN where none was found); NaN compares equal to
+    NaN in the determinism and batch checks.
     """
     registry = registry or Registry.load()
     spec = _spec(registry, "explainer", spec)
@@ -75,15 +78,28 @@ def check_explainer(
     net = context.model.eval()
     x = context.dataset.test.x[:n_images].clone()
     target = context.dataset.test.y[:n_images].clone()
+    counterfactual = spec.output == "counterfactual"
+    if counterfactual:
+        target = (target + 1) % context.dataset.num_classes
     call = {**spec.params, **(params or {})}
     if spec.uses_target_layer:
         call["target_layer"] = context.model_spec.target_layer
+    if spec.uses_training_data:
+        call |= {"data": context.dataset.train, "cache_dir": context.cache_dir}
+
+    def checked(out: Any, inputs: torch.Tensor) -> torch.Tensor:
+        """The output after its contract check (not-found counterfactuals as -1, comparable)."""
+        if counterfactual:
+            check_counterfactuals(out, inputs, spec.name, spec.plugin)
+            return out.detach().nan_to_num(nan=-1.0)
+        return check_attributions(out, inputs, spec.name, spec.plugin)
+
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     x_before, target_before = x.clone(), target.clone()
     torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
 
     name = f"explainer '{spec.name}'"
-    first = check_attributions(spec.factory(net, x, target, **call), x, spec.name, spec.plugin)
+    first = checked(spec.factory(net, x, target, **call), x)
     assert torch.equal(x, x_before), f"{name} modified its input x in place"
     assert torch.equal(target, target_before), f"{name} modified its target in place"
     assert not x.requires_grad, f"{name} left x requiring grad"
@@ -96,14 +112,20 @@ def check_explainer(
     assert all(
         np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True)
     ), f"{name} disturbed numpy's global random state (use benchmark.kit.seeding.seeded)"
-    again = spec.factory(net, x, target, **call)
+    again = checked(spec.factory(net, x, target, **call), x)
     assert torch.equal(again, first), f"{name} is not deterministic: a second call differs"
     if spec.batch_independent:
         scale = float(first.abs().max()) or 1.0
         half = max(1, len(x) // 2)
         for how, maps in (
-            ("reversing the batch", spec.factory(net, x.flip(0), target.flip(0), **call).flip(0)),
-            ("explaining half the batch", spec.factory(net, x[:half], target[:half], **call)),
+            (
+                "reversing the batch",
+                checked(spec.factory(net, x.flip(0), target.flip(0), **call), x).flip(0),
+            ),
+            (
+                "explaining half the batch",
+                checked(spec.factory(net, x[:half], target[:half], **call), x[:half]),
+            ),
         ):
             worst = float((maps - first[: len(maps)]).abs().max()) / scale
             assert worst <= atol, (

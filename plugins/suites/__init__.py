@@ -18,6 +18,9 @@ SUITES = {
     "attacks with reliability flags x gradient alignment with the input (MNIST, block-mnist).",
     "multiplicity": "Rashomon sets of ten seeds x prediction multiplicity and explanation "
     "disagreement with permutation controls (MNIST, colored-mnist; standard vs robust).",
+    "counterfactuals": "Four counterfactual explainers (Wachter, prototypes, nearest image, "
+    "targeted PGD) x validity, proximity, plausibility, stability and invalidation across "
+    "equally good models (MNIST; Fashion-MNIST with -p fashion_mnist_root=DIR).",
 }
 
 
