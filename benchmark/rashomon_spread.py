@@ -122,8 +122,8 @@ def section(
         "## Rashomon spread",
         "",
         "Each row's primary metric over its seeds: models that differ only by seed, the row's "
-        "Rashomon set (not filtered by validation accuracy: this suite holds out no validation "
-        "split). Two rows whose means differ by less than the larger of their two spreads are "
+        "Rashomon set (all of its seeds, not filtered by validation accuracy). Two rows whose "
+        "means differ by less than the larger of their two spreads are "
         "within arbitrariness: some model of one row's set scores as well as the other row's mean. "
         "A reading of the spread, not a test; three seeds make a rough range "
         "(`benchmark.rashomon_spread`).",
