@@ -39,7 +39,7 @@ from plugins.explainers.shapley import deep_shap
 from plugins.models.mlp import build_mlp
 from plugins.models.seed_cnn import build_seed_cnn
 
-NAMES = {spec.name for module in MODULES for spec in module.specs()}
+NAMES = {s.name for module in MODULES for s in module.specs() if s.output == "attribution"}
 CAM_NAMES = {"grad-cam", "grad-cam++", "guided-grad-cam"}
 LAYER = "conv_layers.3"
 
@@ -83,7 +83,8 @@ def trained_mnist():
 
 def test_registry_lists_every_explainer_through_the_entry_point():
     assert REGISTRY.plugins["builtin_explainers"].status == "loaded"
-    assert set(REGISTRY.names("explainer")) == NAMES
+    attribution = {s.name for s in REGISTRY.specs("explainer") if s.output == "attribution"}
+    assert attribution == NAMES
     assert {
         "gradient", "input-x-gradient", "deconvnet", "guided-backprop", "grad-cam",
         "grad-cam++", "guided-grad-cam", "integrated-gradients", "smoothgrad", "smoothgrad-sq",
@@ -102,7 +103,7 @@ def test_registry_lists_every_explainer_through_the_entry_point():
         }
         assert keywords == set(spec.params) | (
             {"target_layer"} if spec.uses_target_layer else set()
-        )
+        ) | ({"data", "cache_dir"} if spec.uses_training_data else set())
         assert spec.uses_target_layer == (spec.name in CAM_NAMES)
         if spec.uses_target_layer:
             assert {"conv", "differentiable"} <= spec.requires
@@ -179,7 +180,7 @@ def test_contract_on_three_channel_input(name):
 MLP_OK = sorted(
     spec.name
     for spec in REGISTRY.specs("explainer")
-    if spec.requires <= REGISTRY.get("model", "mlp").provides
+    if spec.requires <= REGISTRY.get("model", "mlp").provides and spec.output == "attribution"
 )
 
 

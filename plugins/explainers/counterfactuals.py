@@ -35,6 +35,7 @@ def cf_wachter(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
+    *,
     norm: DistanceNorm = "l1",
     target_proba: Annotated[float, Field(gt=0, le=1)] = 1.0,
     lam: Positive = 0.01,
@@ -60,6 +61,7 @@ def cf_pgd(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
+    *,
     norm: Literal["linf", "l2"] = "linf",
     eps_ladder: tuple[Positive, ...] = (0.05, 0.1, 0.2, 0.3, 0.5),
     steps: PositiveInt = 40,
@@ -72,8 +74,9 @@ def cf_nearest(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
+    *,
     data: Split,
-    cache_dir: str = "",
+    cache_dir: str,
     norm: DistanceNorm = "l2",
 ) -> torch.Tensor:
     """The nearest training image the model assigns to the target class."""
@@ -84,8 +87,9 @@ def cf_proto(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
+    *,
     data: Split,
-    cache_dir: str = "",
+    cache_dir: str,
     k: PositiveInt = 20,
     c: Positive = 1.0,
     beta: Annotated[float, Field(ge=0)] = 0.1,
@@ -116,6 +120,7 @@ def specs() -> list[ExplainerSpec]:
             "counterfactual: Wachter+ 2017 loss, Adam, lambda bisected per image",
             requires=differentiable,
             output="counterfactual",
+            version="1",
         ),
         ExplainerSpec(
             "cf-proto",
@@ -124,6 +129,7 @@ def specs() -> list[ExplainerSpec]:
             "autoencoder",
             requires=differentiable,
             output="counterfactual",
+            version="1",
             uses_training_data=True,
         ),
         ExplainerSpec(
@@ -132,12 +138,14 @@ def specs() -> list[ExplainerSpec]:
             "counterfactual: targeted PGD at the smallest eps that works (adversarial control)",
             requires=differentiable,
             output="counterfactual",
+            version="1",
         ),
         ExplainerSpec(
             "cf-nearest",
             cf_nearest,
             "counterfactual: nearest training image of the target class (plausibility baseline)",
             output="counterfactual",
+            version="1",
             uses_training_data=True,
         ),
     ]
