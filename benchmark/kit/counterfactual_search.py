@@ -64,6 +64,7 @@ def _not_found(x: torch.Tensor, best: torch.Tensor, found: torch.Tensor) -> torc
     return torch.where(found.view(shape), best, torch.full_like(x, float("nan")))
 
 
+@torch.enable_grad()  # a caller's no_grad must not stop the search
 def wachter(
     model: nn.Module,
     x: torch.Tensor,
@@ -132,6 +133,7 @@ def wachter(
     return _not_found(x, best, torch.isfinite(best_dist)).detach()
 
 
+@torch.enable_grad()  # a caller's no_grad must not stop the search
 def targeted_pgd(
     model: nn.Module,
     x: torch.Tensor,

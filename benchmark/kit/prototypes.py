@@ -59,6 +59,7 @@ def prediction_loss(
     return gap.clamp(min=-kappa)
 
 
+@torch.enable_grad()  # a caller's no_grad must not stop the search
 def prototype_counterfactuals(
     model: nn.Module,
     x: torch.Tensor,
