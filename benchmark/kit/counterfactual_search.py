@@ -59,7 +59,8 @@ def target_probability(
     return torch.where(other, masked, given)
 
 
-def _not_found(x: torch.Tensor, best: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+def mark_not_found(x: torch.Tensor, best: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+    """``best`` where found, an all-NaN image elsewhere: the contract's "none found"."""
     shape = (-1,) + (1,) * (x.dim() - 1)
     return torch.where(found.view(shape), best, torch.full_like(x, float("nan")))
 
@@ -130,7 +131,7 @@ def wachter(
         grow = torch.where(torch.isfinite(high[rows]), (low[rows] + high[rows]) / 2, l_r * 10)
         shrink = torch.where(bounded, (low[rows] + high[rows]) / 2, l_r / 10)
         lam_now[rows] = torch.where(success, grow, shrink)
-    return _not_found(x, best, torch.isfinite(best_dist)).detach()
+    return mark_not_found(x, best, torch.isfinite(best_dist)).detach()
 
 
 @torch.enable_grad()  # a caller's no_grad must not stop the search
@@ -178,7 +179,7 @@ def targeted_pgd(
             best[rows[ok]] = (x_r + delta)[ok]
             hit |= ok
         found[rows] = hit
-    return _not_found(x, best, found).detach()
+    return mark_not_found(x, best, found).detach()
 
 
 def nearest_of_target(
@@ -215,4 +216,4 @@ def nearest_of_target(
         found[sl] = torch.isfinite(value)
     itself = accepted(original, target, original)
     best = torch.where(itself.view(-1, 1, 1, 1), x, best)
-    return _not_found(x, best, found | itself).detach()
+    return mark_not_found(x, best, found | itself).detach()

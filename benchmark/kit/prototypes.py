@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from benchmark.kit.autoencoders import ConvAutoencoder
-from benchmark.kit.counterfactual_search import _not_found, accepted, predictions
+from benchmark.kit.counterfactual_search import accepted, mark_not_found, predictions
 from benchmark.specs import ANY_OTHER_CLASS
 
 
@@ -130,4 +130,4 @@ def prototype_counterfactuals(
         low[rows] = torch.where(success, low[rows], c_r)
         bisect = (low[rows] + high[rows]) / 2
         c_now[rows] = torch.where(torch.isfinite(high[rows]), bisect, c_r * 10)
-    return _not_found(x, best, torch.isfinite(best_dist)).detach()
+    return mark_not_found(x, best, torch.isfinite(best_dist)).detach()
