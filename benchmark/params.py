@@ -32,7 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 RUNTIME_ARGUMENTS: dict[str, frozenset[str]] = {
     "dataset": frozenset(),
-    "model": frozenset({"num_classes", "input_shape"}),
+    "model": frozenset({"num_classes", "input_shape", "vocabulary_size"}),
     "debiaser": frozenset({"model", "data", "seed"}),
     "explainer": frozenset({"model", "x", "target", "target_layer", "data", "cache_dir"}),
     "evaluator": frozenset({"context"}),

@@ -5,7 +5,8 @@ a combination runs when every component's ``requires`` is covered by what the co
 components ``provide``. An explainer is paired only with evaluators that require what it
 implicitly provides (``explainer`` for an attribution method, ``counterfactual`` for a
 counterfactual one: ``benchmark.specs.EXPLAINER_TAGS``); other evaluators run once per trained
-model, not once per explainer.
+model, not once per explainer. A combination also needs a dataset and components that handle
+every input modality its model takes (``benchmark.modalities``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import itertools
 
 from benchmark.exclusions import excluded_by
+from benchmark.modalities import unmet_modalities
 from benchmark.model_sets import plan_sets
 from benchmark.records import ComponentRecord, Job, Plan, Skip, training_key
 from benchmark.selection import select
@@ -38,7 +40,7 @@ def unmet_requirements(components: list[Component]) -> list[str]:
                 f"{comp.kind} '{comp.label}' requires '{tag}', which no component "
                 "of this combination provides"
             )
-    return reasons
+    return reasons + unmet_modalities(components)
 
 
 def job_timeout(suite: Suite, combo: list[Component], override: float | None = None) -> float:

@@ -8,7 +8,9 @@ module means a plugin author reads one page to know every contract.
 Factory contracts (the runner checks what it can and fails the job, never the run):
 
 * dataset:   ``factory(**params) -> Dataset``
-* model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits
+* model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits;
+  a model that also takes text gets ``vocabulary_size`` and is called ``model(x, text)``
+  (``benchmark.modalities``)
 * debiaser:  ``factory(model, data: Split, *, seed: int, **params) -> torch.nn.Module``; it
   trains ``model`` (or what ``prepare`` built) and returns it
 * explainer: ``factory(model, x, target, **params) -> Tensor`` of shape ``(N, 1 or C, H, W)``;
@@ -74,6 +76,12 @@ class ComponentSpec:
     """Capability tags this component brings to a combination (``conv``, ``groups``, ...)."""
     requires: frozenset[str] = frozenset()
     """Tags some other component of the combination must provide for this one to run."""
+    modalities: frozenset[str] = frozenset({"image"})
+    """Input modalities (``image``, ``text``): those a dataset provides, those a model takes,
+    those a debiaser, explainer or evaluator can feed a model. A combination runs only when
+    its dataset provides and every other component handles all of its model's modalities
+    (``benchmark.modalities``), so an image-only component never meets a model that needs a
+    caption, and every existing component keeps the default, image only."""
     plugin: str = ""
     """Name of the plugin that registered the spec; stamped by the registry."""
     distribution: str = ""
@@ -87,6 +95,12 @@ class ComponentSpec:
         object.__setattr__(self, "params", _freeze(self._derived_params()))
         object.__setattr__(self, "provides", frozenset(self.provides))
         object.__setattr__(self, "requires", frozenset(self.requires))
+        object.__setattr__(self, "modalities", frozenset(self.modalities))
+        if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
+            raise ValueError(
+                f"{self.kind} '{self.name}': modalities must be a non-empty set of names "
+                f"(such as 'image', 'text'), got {set(self.modalities)!r}"
+            )
 
     def _derived_params(self) -> dict[str, Any]:
         from benchmark import params as params_module
@@ -334,6 +348,9 @@ class Dataset:
     test: Split
     num_classes: int
     class_names: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+    """The tokens of a dataset that provides ``text``: row ``i`` of ``Split.extras["text"]``
+    holds indices into it, ``0`` being the padding token (``benchmark.modalities``)."""
     validation: Split | None = None
     """Training images held out of ``train`` for model selection (the Rashomon filter of
     model-set jobs): set by the core when the suite gives the dataset ``validation: N``,

@@ -28,9 +28,11 @@ def rows(x: torch.Tensor) -> set[bytes]:
 def test_both_datasets_are_registered_with_limit_params_and_the_images_tag():
     specs = registered()
     # bam-mnist, colored-mnist, block-mnist: tests/test_bam_mnist.py, test_colored_mnist.py,
-    # test_block_mnist.py; the datasets read from a user's root: tests/test_local_datasets.py
+    # test_block_mnist.py, caption-mnist: test_caption_mnist.py; the datasets read from a
+    # user's root: tests/test_local_datasets.py
     local = {"fashion-mnist", "mnist-full", "cifar10", "image-folder", "image-folder-groups"}
-    assert set(specs) == {"mnist", "digits", "bam-mnist", "colored-mnist", "block-mnist", *local}
+    generated = {"bam-mnist", "colored-mnist", "block-mnist", "caption-mnist"}
+    assert set(specs) == {"mnist", "digits", *generated, *local}
     for name, spec in specs.items():
         if name not in DATASETS:
             continue

@@ -148,3 +148,34 @@ def test_mini_counterfactual_suite_through_the_cli(tmp_path):
     # IM1 and its real-image reference are computed with the same autoencoders
     assert value["counterfactual", "cf-nearest", "im1"] > 0
     assert value["counterfactual", "cf-nearest", "real_im1"] > 0
+
+
+def test_masked_median_is_robust_to_one_huge_ratio():
+    values = torch.tensor([0.5, 0.8, 1.0, 200.0])
+    assert cm.masked_median(values, torch.ones(4, dtype=torch.bool)) == pytest.approx(0.9)
+    assert cm.masked_mean(values, torch.ones(4, dtype=torch.bool)) > 50
+    assert cm.masked_median(values, torch.zeros(4, dtype=torch.bool)) != 0  # NaN when empty
+
+
+class _Template(nn.Module):
+    """An "autoencoder" that returns the same image whatever it is given."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__()
+        self.image = image
+
+    def forward(self, x):
+        return self.image.expand_as(x)
+
+
+def test_autoencoder_specificity_by_hand():
+    templates = torch.eye(3).view(3, 1, 1, 3)  # class c: a bright pixel at column c
+    x = templates.repeat(2, 1, 1, 1) * 0.9
+    y = torch.arange(3).repeat(2)
+    specific = [_Template(t) for t in templates]
+    assert cm.autoencoder_specificity(x, y, specific) == 1.0
+    # interchangeable autoencoders: every image goes to the first class, right for a third
+    same = [_Template(templates[0]) for _ in range(3)]
+    assert cm.autoencoder_specificity(x, y, same) == pytest.approx(1 / 3)
+    # a class without an autoencoder is never chosen
+    assert cm.autoencoder_specificity(x, y, [None, *specific[1:]]) == pytest.approx(2 / 3)

@@ -381,8 +381,15 @@ def with_pooled_conv() -> Registry:
 
 
 def builtin_debiasers(registry: Registry) -> list[str]:
+    """The built-in debiasers of image-only models (``mtl-multimodal`` trains caption models:
+    ``tests/test_multimodal.py``)."""
     names = registry.names("debiaser")
-    return sorted(n for n in names if registry.get("debiaser", n).plugin == "builtin_debiasers")
+    return sorted(
+        n
+        for n in names
+        if registry.get("debiaser", n).plugin == "builtin_debiasers"
+        and registry.get("debiaser", n).modalities == {"image"}
+    )
 
 
 def test_every_built_in_model_provides_a_linear_head():
@@ -392,7 +399,8 @@ def test_every_built_in_model_provides_a_linear_head():
         if spec.plugin == "builtin_models":
             assert "linear-head" in spec.provides, name
             torch.manual_seed(0)
-            model = spec.factory(10, (3, 28, 28), **spec.params)
+            text = {"vocabulary_size": 40} if "text" in spec.modalities else {}
+            model = spec.factory(10, (3, 28, 28), **text, **spec.params)
             assert isinstance(model.get_submodule(classifier_path(model)), nn.Linear)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from benchmark.modalities import model_inputs
 from benchmark.specs import Counterfactuals, Dataset
 
 
@@ -131,10 +132,12 @@ def check_metrics(metrics: dict[str, float], evaluator: str, spec: Any) -> None:
         )
 
 
-def check_logits(model: torch.nn.Module, dataset: Dataset, label: str) -> None:
-    """Enforce the model contract on two test images: logits ``(N, num_classes)``, finite."""
+def check_logits(model: torch.nn.Module, dataset: Dataset, label: str, spec: Any = None) -> None:
+    """Enforce the model contract on two test images (and their captions, for a model that
+    takes text: ``benchmark.modalities``): logits ``(N, num_classes)``, finite."""
+    extra = tuple(t[:2] for t in model_inputs(spec, dataset.test)) if spec is not None else ()
     with torch.no_grad():
-        out = model(dataset.test.x[:2])
+        out = model(dataset.test.x[:2], *extra)
     expected = (min(2, len(dataset.test)), dataset.num_classes)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -37,6 +37,7 @@ from benchmark.executors.contracts import (
 )
 from benchmark.executors.explaining import explain_function
 from benchmark.executors.set_job import evaluate_set
+from benchmark.modalities import model_inputs, takes_text
 from benchmark.model_sets import carve_validation
 from benchmark.records import ComponentRecord, Job, Outcome, bounded, digest, jsonable, training_key
 from benchmark.registry import Registry
@@ -281,11 +282,10 @@ class Worker:
                 except ValueError as exc:
                     raise BenchInputError(str(exc)) from None
             if self.device.type != "cpu":
-                data = Dataset(
+                data = dataclasses.replace(
+                    data,
                     train=_split_on(data.train, self.device),
                     test=_split_on(data.test, self.device),
-                    num_classes=data.num_classes,
-                    class_names=data.class_names,
                     validation=None
                     if data.validation is None
                     else _split_on(data.validation, self.device),
@@ -305,7 +305,10 @@ class Worker:
     ) -> tuple[torch.nn.Module, str]:
         """The job's model trained by its debiaser: from memory, from the cache, or trained."""
         seed = job.seed if seed is None else seed
-        fingerprint = "" if data is None else tensor_fingerprint(data.x, data.y, data.groups)
+        fingerprint = ""
+        if data is not None:  # a caption is training data too (benchmark.modalities)
+            text = model_inputs(comps["model"].spec, data)
+            fingerprint = tensor_fingerprint(data.x, data.y, data.groups, *text)
         key = training_key(job.dataset, job.model, job.debiaser, seed, fingerprint)
         if self._model_memo is not None and self._model_memo[0] == key:
             return self._model_memo[1], "hit"
@@ -343,15 +346,18 @@ class Worker:
             model.load_state_dict(state)
             self._outcome.model_cache_hits += 1
         model.eval()
-        check_logits(model, dataset, job.model.label)
+        check_logits(model, dataset, job.model.label, comps["model"].spec)
         if data is None:
             self._model_memo = (key, model)
         return model, status
 
     def _build_model(self, comps: dict[str, Component], dataset: Dataset) -> torch.nn.Module:
         model_comp, debiaser = comps["model"], comps["debiaser"]
+        runtime = {}
+        if takes_text(model_comp.spec):
+            runtime["vocabulary_size"] = len(dataset.vocabulary)
         model = model_comp.spec.factory(
-            dataset.num_classes, dataset.input_shape, **model_comp.params
+            dataset.num_classes, dataset.input_shape, **runtime, **model_comp.params
         )
         if not isinstance(model, torch.nn.Module):
             raise ContractError(

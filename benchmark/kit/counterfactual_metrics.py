@@ -149,3 +149,29 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     if not bool(mask.any()):
         return float("nan")
     return float(values[mask].double().mean())
+
+
+def masked_median(values: torch.Tensor, mask: torch.Tensor) -> float:
+    """The median over ``mask``'s rows (the mean of the two middle values for an even count,
+    as numpy's), NaN when the mask is empty: for a ratio such as IM1, whose mean a few images
+    with a near-zero denominator can dominate."""
+    if not bool(mask.any()):
+        return float("nan")
+    return float(values[mask].double().cpu().quantile(0.5))
+
+
+def autoencoder_specificity(
+    x: torch.Tensor, y: torch.Tensor, class_autoencoders: list[nn.Module | None]
+) -> float:
+    """Share of the images ``x`` (labels ``y``) that their own class's autoencoder reconstructs
+    better than every other class's: how far IM1 can tell classes apart at all (1 / K: the
+    class autoencoders are interchangeable and IM1 says nothing about the class)."""
+    present = [c for c, ae in enumerate(class_autoencoders) if ae is not None]
+    if len(x) == 0 or len(present) < 2:
+        return float("nan")
+    with torch.no_grad():
+        errors = torch.stack(
+            [(x - class_autoencoders[c](x)).flatten(1).square().sum(1) for c in present]
+        )
+    best = torch.as_tensor(present, device=x.device)[errors.argmin(0)]
+    return float((best == y).double().mean())

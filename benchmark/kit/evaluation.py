@@ -26,7 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from benchmark.specs import EvaluationContext
+from benchmark.modalities import model_inputs
+from benchmark.specs import EvaluationContext, Split
 
 Target = Literal["prediction", "label"]
 """Which class an image is explained and scored for."""
@@ -55,11 +56,28 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 512, *inputs: torch.Tensor
+) -> torch.Tensor:
     """Logits of every row of ``x``, ``batch_size`` rows per forward pass, in eval mode and
-    without gradients, on the device of ``x``."""
+    without gradients, on the device of ``x``. ``inputs`` are the model's further inputs, cut
+    into the same batches (a caption model's token indices: :func:`split_logits`)."""
     with evaluating(model):
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [
+                model(x[i : i + batch_size], *(t[i : i + batch_size] for t in inputs))
+                for i in range(0, len(x), batch_size)
+            ]
+        )
+
+
+def split_logits(context: EvaluationContext, split: Split, batch_size: int = 512) -> torch.Tensor:
+    """Logits of the job's model on a whole split, fed every input it takes (the images, and
+    the captions of a model that takes text: ``benchmark.modalities``). An evaluator that
+    declares ``modalities={"image", "text"}`` scores through this, so the same code serves
+    image-only and captioned models."""
+    extra = model_inputs(context.model_spec, split)
+    return predict_logits(context.model, split.x, batch_size, *extra)
 
 
 def check_target(target: str) -> None:

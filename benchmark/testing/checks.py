@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from benchmark.executors.contracts import check_attributions, check_counterfactuals
+from benchmark.modalities import TEXT
 from benchmark.registry import PluginRecord, Registry, unknown_hooks
 from benchmark.specs import (
     Dataset,
@@ -36,6 +37,8 @@ from benchmark.testing.context import make_context
 TINY_DATA = {"train_limit": 300, "test_limit": 64}
 """MNIST subset the checks train on: a second of training, enough for non-trivial maps."""
 TINY_TRAINING = {"epochs": 1}
+CHECK_VOCABULARY = 12
+"""The vocabulary size ``check_model`` builds a caption model with."""
 
 
 def _spec(registry: Registry, kind: str, spec: Any) -> Any:
@@ -190,7 +193,9 @@ def check_model(
     registry: Registry | None = None,
 ) -> dict[tuple[int, int, int], torch.nn.Module]:
     """Build the model for several input shapes; check logits ``(N, num_classes)``, finite,
-    and, where declared, the CAM target layer and a gradient reaching the input.
+    and, where declared, the CAM target layer and a gradient reaching the input. A model that
+    takes text (``benchmark.modalities``) is built with a small vocabulary and fed captions,
+    one of them missing.
 
     A factory may refuse a shape it cannot take, but only with a ``ValueError`` that says so
     (that is what a job's error will show); at least one of ``input_shapes`` must work.
@@ -200,14 +205,18 @@ def check_model(
     call = {**spec.params, **(params or {})}
     name = f"model '{spec.name}'"
     built: dict[tuple[int, int, int], torch.nn.Module] = {}
+    text_model = TEXT in spec.modalities
+    runtime = {"vocabulary_size": CHECK_VOCABULARY} if text_model else {}
+    # three captions: two tokens, a full row, a missing one (all padding)
+    captions = torch.tensor([[1, 2, 0, 0], [3, 4, 5, 6], [0, 0, 0, 0]]) % CHECK_VOCABULARY
     for shape in input_shapes:
         try:
-            model = spec.factory(num_classes, shape, **call)
+            model = spec.factory(num_classes, shape, **runtime, **call)
         except ValueError:
             continue
         assert isinstance(model, torch.nn.Module), f"{name} factory returned {type(model)}"
         x = torch.rand(3, *shape, requires_grad="differentiable" in spec.provides)
-        out = model.eval()(x)
+        out = model.eval()(x, captions) if text_model else model.eval()(x)
         assert isinstance(out, torch.Tensor) and tuple(out.shape) == (3, num_classes), (
             f"{name} returned {getattr(out, 'shape', type(out))} for input {tuple(x.shape)}; "
             f"expected logits (3, {num_classes})"

@@ -11,6 +11,7 @@ from benchmark.kit.registration import register_specs_of
 from plugins.datasets import (
     bam_mnist,
     block_mnist,
+    caption_mnist,
     cifar10,
     colored_mnist,
     digits,
@@ -19,6 +20,16 @@ from plugins.datasets import (
     mnist,
 )
 
-MODULES = (mnist, digits, bam_mnist, colored_mnist, block_mnist, idx_mnist, cifar10, image_folder)
+MODULES = (
+    mnist,
+    digits,
+    bam_mnist,
+    colored_mnist,
+    block_mnist,
+    caption_mnist,
+    idx_mnist,
+    cifar10,
+    image_folder,
+)
 
 bench_register_datasets = register_specs_of(MODULES)

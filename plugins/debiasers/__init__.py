@@ -9,7 +9,9 @@ checks. Those that read the bottleneck or replace the classifier (``mtl-heads``,
 ``irene``, ``bottleneck-reweight``) require ``linear-head``. The adversarial ones
 (``adv-pgd``, ``adv-fgsm-rs``, ``trades``; ``adversarial``) train for robustness to small input
 perturbations rather than to a bias attribute; they never read groups either
-(``tests/test_debiasers_adversarial.py``) and require ``differentiable``.
+(``tests/test_debiasers_adversarial.py``) and require ``differentiable``. ``mtl-multimodal``
+trains a model with per-modality heads on images and captions (``benchmark.modalities``);
+every other debiaser handles image-only models.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from plugins.debiasers import (
     jtt,
     lff,
     mtl_heads,
+    mtl_multimodal,
     padain,
     resample,
     reweight,
@@ -36,6 +39,7 @@ MODULES = (
     augment,
     padain,
     mtl_heads,
+    mtl_multimodal,
     reweight,
     resample,
     group_dro,

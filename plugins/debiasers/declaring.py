@@ -23,6 +23,7 @@ def debiaser_spec(
     prepare: Callable[..., Any] | None = None,
     training: TrainingParams = TRAINING,
     version: str = VERSION,
+    modalities: Iterable[str] = ("image",),
 ) -> DebiaserSpec:
     """The spec of a built-in debiaser; ``description`` is one line naming the paper.
     ``version`` is raised for one debiaser whose training changed, so its cached models and
@@ -36,4 +37,5 @@ def debiaser_spec(
         provides=frozenset(provides),
         prepare=prepare,
         training=training,
+        modalities=frozenset(modalities),
     )

@@ -16,6 +16,7 @@ from plugins.evaluators import (
     gradient_alignment,
     meta_evaluation,
     model_randomisation,
+    multimodal,
     prediction_multiplicity,
     quantus,
     road,
@@ -41,6 +42,7 @@ MODULES = (
     explanation_disagreement,
     counterfactual,
     meta_evaluation,
+    multimodal,
 )
 """Every evaluator module, each exposing ``specs()``; registered in this order."""
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import PositiveInt
 
-from benchmark.kit.evaluation import predict_logits
+from benchmark.kit.evaluation import split_logits
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
-from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.declaring import IMAGE_AND_TEXT, evaluator_spec
 
 DIRECTIONS: dict[str, Direction] = {
     "accuracy": "higher",
@@ -85,9 +85,10 @@ def classification_metrics(
 def evaluate_classification(
     context: EvaluationContext, batch_size: PositiveInt = 512
 ) -> Evaluation:
-    """Score ``context.model`` on the test split; inference in eval mode, batched, no_grad."""
+    """Score ``context.model`` on the test split; inference in eval mode, batched, no_grad
+    (captions included for a model that reads them)."""
     test = context.dataset.test
-    logits = predict_logits(context.model, test.x, batch_size)
+    logits = split_logits(context, test, batch_size)
     probabilities = logits.softmax(dim=1).double().cpu().numpy()
     return classification_metrics(test.y.cpu().numpy(), probabilities, context.dataset.num_classes)
 
@@ -112,5 +113,6 @@ def specs() -> list[EvaluatorSpec]:
         DIRECTIONS,
         requires=frozenset(),
         glossary=GLOSSARY,
+        modalities=IMAGE_AND_TEXT,
     )
     return [spec]

@@ -44,8 +44,11 @@ DIRECTIONS: dict[str, Direction] = {
     "real_knn_distance": "neither",
     "real_ynn": "neither",
     "im1": "lower",
+    "im1_median": "lower",
     "im2": "lower",
     "real_im1": "neither",
+    "real_im1_median": "neither",
+    "autoencoder_specificity": "neither",
     "stability": "higher",
     "noise_validity": "higher",
     "seconds_per_counterfactual": "lower",
@@ -70,6 +73,12 @@ GLOSSARY = {
     "autoencoder of its class and by one of all classes, over its L1 norm.",
     "real_im1": "Reference: IM1 of real test images of the target classes against the "
     "counterfactuals' original classes.",
+    "im1_median": "Median of IM1 over the valid counterfactuals (the mean is a mean of ratios, "
+    "which a few images with a near-zero denominator can dominate).",
+    "real_im1_median": "Reference: the median IM1 of the real test images.",
+    "autoencoder_specificity": "Control for IM1: share of test images that their own class's "
+    "autoencoder reconstructs better than any other class's (1 / K: IM1 cannot tell classes "
+    "apart).",
     "stability": "Hamman et al. 2023's stability: mean over noisy copies of the class "
     "probability minus its change; high when the neighbourhood agrees.",
     "noise_validity": "Share of noisy copies of a counterfactual the model still assigns to "
@@ -181,6 +190,7 @@ def counterfactual(
     )
     im1, im2 = cm.interpretability_scores(out.images, cf_class, predicted, per_class, everything)
     real_im1 = _real_im1(real, real_pred, predicted[valid], cf_class[valid], per_class, everything)
+    finite_real = torch.isfinite(real_im1)
     values = {
         "validity": float(valid.double().mean()),
         "l1": cm.masked_mean(l1, valid),
@@ -192,7 +202,10 @@ def counterfactual(
         "real_ynn": cm.masked_mean(real_ynn, torch.ones_like(real_ynn, dtype=torch.bool)),
         "im1": cm.masked_mean(im1, valid & torch.isfinite(im1)),
         "im2": cm.masked_mean(im2, valid & torch.isfinite(im2)),
-        "real_im1": real_im1,
+        "im1_median": cm.masked_median(im1, valid & torch.isfinite(im1)),
+        "real_im1": cm.masked_mean(real_im1, finite_real),
+        "real_im1_median": cm.masked_median(real_im1, finite_real),
+        "autoencoder_specificity": cm.autoencoder_specificity(data.test.x, data.test.y, per_class),
         "stability": cm.masked_mean(stability, valid),
         "noise_validity": cm.masked_mean(kept, valid),
         "seconds_per_counterfactual": out.seconds / max(1, len(x)),
@@ -219,12 +232,13 @@ def _real_im1(
     targets: torch.Tensor,
     per_class: list[Any],
     everything: Any,
-) -> float:
+) -> torch.Tensor:
     """IM1 of real test images, each scored as if it were a counterfactual from an original
     class the counterfactuals came from (drawn in turn from the valid ones' (o, t) pairs with
     t its class): what an image that truly is of class t scores."""
+    none = torch.zeros(0, dtype=torch.float64, device=real.device)
     if len(real) == 0 or len(targets) == 0:
-        return float("nan")
+        return none
     origin = torch.empty_like(real_class)
     for c in real_class.unique():
         sources = origins[targets == c]
@@ -235,11 +249,11 @@ def _real_im1(
         origin[rows] = sources[torch.arange(len(rows), device=rows.device) % len(sources)]
     keep = origin >= 0
     if not keep.any():
-        return float("nan")
+        return none
     im1, _ = cm.interpretability_scores(
         real[keep], real_class[keep], origin[keep], per_class, everything
     )
-    return cm.masked_mean(im1, torch.isfinite(im1))
+    return im1
 
 
 def _by_class(valid: torch.Tensor, wanted: torch.Tensor, classes: int) -> list[float | None]:
@@ -306,6 +320,7 @@ def specs() -> list[EvaluatorSpec]:
             "to the target class's training images, noise stability, time",
             DIRECTIONS,
             requires=COUNTERFACTUAL,
+            version="2",  # 2: IM1 medians and the autoencoder-specificity control
             glossary=GLOSSARY,
             reference=REFERENCE,
             figures=figures,

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from benchmark.modalities import IMAGE, TEXT
 from benchmark.specs import Direction, EvaluatorSpec
 
 VERSION = "1"
 """The version of every built-in evaluator (part of every cache key: bump it with the numbers)."""
 EXPLAINER = frozenset({"explainer"})
 """What an attribution metric requires of a combination: the job's explainer."""
+IMAGE_AND_TEXT = frozenset({IMAGE, TEXT})
+"""``modalities`` of an evaluator that scores through ``kit.evaluation.split_logits``, so it
+also scores a model that reads captions (``benchmark.modalities``)."""
 
 
 REFERENCES = {
@@ -67,6 +71,7 @@ def evaluator_spec(
     glossary: Mapping[str, str] | None = None,
     reference: str = "",
     model_set: bool = False,
+    modalities: frozenset[str] = frozenset({"image"}),
 ) -> EvaluatorSpec:
     """The spec of a built-in evaluator; ``description`` is one line naming the paper."""
     return EvaluatorSpec(
@@ -82,4 +87,5 @@ def evaluator_spec(
         glossary=glossary or {},
         reference=reference or REFERENCES.get(name, ""),
         model_set=model_set,
+        modalities=modalities,
     )

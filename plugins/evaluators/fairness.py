@@ -72,6 +72,10 @@ The classes over which class-wise values are aggregated (precision std, DI, DP, 
 present in the labels or the predictions, the same set as scikit-learn's macro averages, so
 a class missing from a small test subset is not counted as perfectly fair.
 
+A model that reads captions (``benchmark.modalities``) is scored on the test images with their
+captions; the groups are then whatever the captioned dataset makes them (``caption-mnist``: the
+spurious caption token), so the same metrics say how the model treats each text group.
+
 Multi-head models (``head_logits(x) -> (H, N, K)``, ``forward`` = the logit average): the main
 metrics score the ensemble; ``head{i}_accuracy``, ``head{i}_worst_group_accuracy`` and, where
 defined, ``head{i}_unbiased_accuracy`` score each head (the seed report's per-head table).
@@ -93,12 +97,13 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
 from benchmark.kit.devices import as_numpy
-from benchmark.kit.evaluation import predict_logits
+from benchmark.kit.evaluation import predict_logits, split_logits
+from benchmark.modalities import model_inputs
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
 from plugins.evaluators.classification import DIRECTIONS as CLASSIFICATION_DIRECTIONS
 from plugins.evaluators.classification import GLOSSARY as CLASSIFICATION_GLOSSARY
 from plugins.evaluators.classification import classification_metrics
-from plugins.evaluators.declaring import evaluator_spec
+from plugins.evaluators.declaring import IMAGE_AND_TEXT, evaluator_spec
 from plugins.evaluators.worst_group import bootstrap_worst_group
 
 MAX_HEADS = 16
@@ -346,8 +351,8 @@ class _Heads(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.head_logits(x).transpose(0, 1)
+    def forward(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.head_logits(x, *inputs).transpose(0, 1)
 
 
 def head_metrics(
@@ -392,7 +397,7 @@ def evaluate_fairness(
     aligned = test.extras.get("bias_aligned")
     aligned = None if aligned is None else as_numpy(aligned).astype(bool)
     model = context.model
-    logits = predict_logits(model, test.x, batch_size)
+    logits = split_logits(context, test, batch_size)
     probabilities = logits.double().softmax(dim=1).cpu().numpy()
     units = test.extras.get("source_image")
     evaluation = fairness_metrics(
@@ -408,7 +413,9 @@ def evaluate_fairness(
         None if units is None else as_numpy(units),
     )
     if hasattr(model, "head_logits"):
-        heads = predict_logits(_Heads(model), test.x, batch_size).transpose(0, 1).cpu().numpy()
+        extra = model_inputs(context.model_spec, test)
+        heads = predict_logits(_Heads(model), test.x, batch_size, *extra)
+        heads = heads.transpose(0, 1).cpu().numpy()
         per_head = head_metrics(
             y, heads, groups, context.dataset.num_classes, aligned, min_cell_size
         )
@@ -436,6 +443,7 @@ def specs() -> list[EvaluatorSpec]:
         requires=frozenset({"groups"}),
         figures=plot_fairness,
         glossary=GLOSSARY,
+        modalities=IMAGE_AND_TEXT,
         version="2",  # 2: worst-group over cells of at least min_cell_size, with its interval
     )
     return [spec]

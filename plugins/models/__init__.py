@@ -1,5 +1,6 @@
 """Built-in models: the CNN of the source slides, the Keras CNN of the counterfactual report,
-Madry et al.'s MNIST network, an MLP baseline and the fairness backbones.
+Madry et al.'s MNIST network, an MLP baseline, the fairness backbones and the seed report's
+multimodal LSTM-CNN (image + caption: ``benchmark.modalities``).
 
 The fairness backbones (``simple-conv``, ``resnet18``, ``shufflenet``, ``pyramidnet``) are
 randomly initialised, take 1- or 3-channel 28x28 / 32x32 images, end in a linear classifier
@@ -15,6 +16,7 @@ from __future__ import annotations
 from benchmark.kit.registration import register_specs_of
 from plugins.models import (
     keras_cnn,
+    lstm_cnn,
     madry_cnn,
     mlp,
     pyramidnet,
@@ -23,6 +25,15 @@ from plugins.models import (
     torchvision_nets,
 )
 
-MODULES = (seed_cnn, mlp, simple_conv, torchvision_nets, pyramidnet, madry_cnn, keras_cnn)
+MODULES = (
+    seed_cnn,
+    mlp,
+    simple_conv,
+    torchvision_nets,
+    pyramidnet,
+    madry_cnn,
+    keras_cnn,
+    lstm_cnn,
+)
 
 bench_register_models = register_specs_of(MODULES)

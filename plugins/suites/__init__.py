@@ -21,6 +21,8 @@ SUITES = {
     "counterfactuals": "Four counterfactual explainers (Wachter, prototypes, nearest image, "
     "targeted PGD) x validity, proximity, plausibility, stability and invalidation across "
     "equally good models (MNIST; Fashion-MNIST with -p fashion_mnist_root=DIR).",
+    "multimodal": "Image + caption: the seed's LSTM-CNN (ResNet-18, ShuffleNet) single-head vs "
+    "MTL x per-head accuracy, modality utilisation and fairness over text groups (caption-mnist).",
 }
 
 
