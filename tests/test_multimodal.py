@@ -3,6 +3,7 @@ utilisation on toy models whose answers are computed by hand, and a mini suite e
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -232,6 +233,48 @@ def test_single_head_models_report_no_branch_or_ensemble_accuracy():
     assert "image_head_accuracy" not in m.metrics and "ensemble_accuracy" not in m.metrics
     assert 0 <= m.metrics["untrained_image_attribution_share"] <= 1
     assert len(m.arrays["cam_maps"]) == 2 and len(m.arrays["cam_maps"][0]) == 28
+
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU: trains and scores the LSTM-CNN on the GPU against the CPU",
+)
+
+
+@needs_cuda
+def test_the_multimodal_path_on_cuda_matches_the_cpu():
+    cuda = torch.device("cuda")
+    split = _captioned()
+    on_gpu = Split(
+        split.x.to(cuda),
+        split.y.to(cuda),
+        split.groups.to(cuda),
+        {TEXT_KEY: split.extras[TEXT_KEY].to(cuda)},
+    )
+    expected = train_mtl_multimodal(_model(), split, seed=0, epochs=1, batch_size=16)
+    got = train_mtl_multimodal(_model().to(cuda), on_gpu, seed=0, epochs=1, batch_size=16)
+    text = split.extras[TEXT_KEY]
+    with torch.no_grad():
+        a, b = expected(split.x, text), got(on_gpu.x, on_gpu.extras[TEXT_KEY]).cpu()
+    assert float((a - b).abs().max()) <= 1e-2 * float(a.abs().max())
+    data = load_caption_mnist(train_limit=100, test_limit=50)
+    gpu_data = dataclasses.replace(
+        data,
+        test=Split(
+            data.test.x.to(cuda),
+            data.test.y.to(cuda),
+            data.test.groups.to(cuda),
+            {k: v.to(cuda) for k, v in data.test.extras.items()},
+        ),
+    )
+    spec = ModelSpec("lstm-cnn", build_lstm_cnn)
+    params = {"attribution_images": 8, "ig_steps": 4, "cam_images": 2}
+    cpu = evaluate_multimodal(EvaluationContext(data, expected, spec, 0, None), **params)
+    gpu = evaluate_multimodal(
+        EvaluationContext(gpu_data, got, spec, 0, None, device=cuda), **params
+    )
+    for name in ("fusion_accuracy", "image_head_accuracy", "text_utilisation"):
+        assert abs(cpu.metrics[name] - gpu.metrics[name]) <= 0.05, name
 
 
 MINI = """

@@ -167,7 +167,7 @@ def attribution_shares(
             return_convergence_delta=True,
         )
         with torch.no_grad():
-            rows = torch.arange(len(x))
+            rows = torch.arange(len(x), device=x.device)
             gain = (
                 model(x, text)[rows, target]
                 - model.fused_from_embeddings(
