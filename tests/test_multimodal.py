@@ -24,6 +24,7 @@ from plugins.evaluators.multimodal import (
     ablate,
     derangement,
     evaluate_multimodal,
+    untrained_copy,
     utilisation,
 )
 from plugins.models.lstm_cnn import build_lstm_cnn
@@ -221,6 +222,7 @@ def test_evaluator_on_a_model_that_reads_only_the_caption():
     assert m["image_attribution_share"] == 0.0  # no gradient reaches the image
     assert m["named_share"] == 1.0 and m["text_ceiling"] == 1.0
     assert m["fusion_accuracy_named"] == 1.0 and "fusion_accuracy_unnamed" not in m
+    assert m["text_head_accuracy_named"] == 1.0 and m["image_head_accuracy_named"] == 1.0
     assert m["ig_completeness_gap"] < 1e-6  # linear in the embeddings: IG is exact
 
 
@@ -312,3 +314,12 @@ def test_mini_multimodal_suite_through_the_cli(tmp_path):
     }
     assert "multimodal-heads-caption-mnist.png" in figures
     assert "multimodal-gradcam-caption-mnist-lstm-cnn-mtl.png" in figures
+
+
+def test_the_untrained_control_leaves_the_global_random_state_alone():
+    model = _model()
+    state = torch.get_rng_state()
+    a, b = untrained_copy(model, 5), untrained_copy(model, 5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.state_dict()["fusion.weight"], model.state_dict()["fusion.weight"])

@@ -16,7 +16,9 @@ under-uses the other. This evaluator measures it on a model with per-modality he
   (population std of the per-class recall of the fusion head). Where the dataset says which
   digit each caption names (``extras["named_digit"]``, caption-mnist), the fusion accuracy is
   split into test images whose caption names their digit (``fusion_accuracy_named``) and the
-  others (``_unnamed``); ``named_share`` is the first group's share and ``text_ceiling`` the
+  others (``_unnamed``), and so is each trained head's (``text_head_accuracy_named``, ...: the
+  seed report's question, whether the text head matches the fused one where the caption
+  says the answer); ``named_share`` is the first group's share and ``text_ceiling`` the
   accuracy of the best text-only rule when an unnamed caption carries no label information
   (true on caption-mnist's test split, where the tag is independent of the class):
   ``named_share + (1 - named_share) / K``.
@@ -60,6 +62,7 @@ import torch
 from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
+from benchmark.kit.devices import initialise_on_cpu
 from benchmark.kit.evaluation import eval_mode, evaluating, predict_logits
 from benchmark.modalities import IMAGE, PAD, TEXT, text_of
 from benchmark.specs import Direction, Evaluation, EvaluationContext, EvaluatorSpec
@@ -182,13 +185,16 @@ def attribution_shares(
 
 
 def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
-    """The same architecture with every layer re-initialised from ``seed`` (the control)."""
-    fresh = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters") and module is not fresh:
-            module.reset_parameters()
-    return fresh.eval()
+    """The same architecture with every layer re-initialised from ``seed`` (the control), on
+    the CPU whatever the device (the same weights everywhere), the caller's random state
+    untouched."""
+
+    def reset(fresh: nn.Module) -> None:
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters") and module is not fresh:
+                module.reset_parameters()
+
+    return initialise_on_cpu(copy.deepcopy(model), seed, reset).eval()
 
 
 def grad_cams(model: nn.Module, x: torch.Tensor, text: torch.Tensor) -> np.ndarray:
@@ -229,9 +235,13 @@ def evaluate_multimodal(
         names_label = torch.as_tensor(named, device=y.device) == y
         share = float(names_label.double().mean())
         metrics |= {"named_share": share, "text_ceiling": share + (1 - share) / k}
+        trained = [h for h in HEADS[1:] if f"{h}_head_accuracy" in metrics]
         for key, rows in (("named", names_label), ("unnamed", ~names_label)):
             if rows.any():
                 metrics[f"fusion_accuracy_{key}"] = float(fusion_correct[rows].double().mean())
+                for head in trained:
+                    correct = heads[head][rows].argmax(1) == y[rows]
+                    metrics[f"{head}_head_accuracy_{key}"] = float(correct.double().mean())
     accuracy = metrics["fusion_accuracy"]
     generator = torch.Generator().manual_seed(context.seed if seed is None else int(seed))
     partner = derangement(len(y), generator)
@@ -274,6 +284,10 @@ DIRECTIONS: dict[str, Direction] = {
     "class_degree_of_bias": "lower",
     "fusion_accuracy_named": "higher",
     "fusion_accuracy_unnamed": "higher",
+    "image_head_accuracy_named": "higher",
+    "image_head_accuracy_unnamed": "higher",
+    "text_head_accuracy_named": "higher",
+    "text_head_accuracy_unnamed": "higher",
     "named_share": "neither",
     "text_ceiling": "neither",
     "image_utilisation": "neither",
@@ -299,6 +313,10 @@ GLOSSARY = {
     "fusion_accuracy_named": "Fusion accuracy on test images whose caption names their digit.",
     "fusion_accuracy_unnamed": "Fusion accuracy on test images whose caption does not name "
     "their digit (none, a wrong one, or missing).",
+    "image_head_accuracy_named": "Image head accuracy where the caption names the digit.",
+    "image_head_accuracy_unnamed": "Image head accuracy where the caption does not.",
+    "text_head_accuracy_named": "Text head accuracy where the caption names the digit.",
+    "text_head_accuracy_unnamed": "Text head accuracy where the caption does not.",
     "named_share": "Share of test captions that name the image's digit.",
     "text_ceiling": "Accuracy of the best caption-only rule when unnamed captions carry no "
     "label information: named_share + (1 - named_share) / K.",
@@ -337,5 +355,6 @@ def specs() -> list[EvaluatorSpec]:
             "Greedy Nature of Learning in Multi-modal Deep Neural Networks (ICML); the seed "
             "report's per-head table (shared/seeds/000, Que-1)",
             modalities=frozenset({IMAGE, TEXT}),
+            version="2",  # 2: each head's accuracy on named and unnamed captions
         )
     ]
