@@ -8,9 +8,8 @@ module means a plugin author reads one page to know every contract.
 Factory contracts (the runner checks what it can and fails the job, never the run):
 
 * dataset:   ``factory(**params) -> Dataset``
-* model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits;
-  a model that also takes text gets ``vocabulary_size`` and is called ``model(x, text)``
-  (``benchmark.modalities``)
+* model:     ``factory(num_classes, input_shape, **params) -> torch.nn.Module`` returning logits
+  (one taking text: ``benchmark.modalities``)
 * debiaser:  ``factory(model, data: Split, *, seed: int, **params) -> torch.nn.Module``; it
   trains ``model`` (or what ``prepare`` built) and returns it
 * explainer: ``factory(model, x, target, **params) -> Tensor`` of shape ``(N, 1 or C, H, W)``;
@@ -77,11 +76,8 @@ class ComponentSpec:
     requires: frozenset[str] = frozenset()
     """Tags some other component of the combination must provide for this one to run."""
     modalities: frozenset[str] = frozenset({"image"})
-    """Input modalities (``image``, ``text``): those a dataset provides, those a model takes,
-    those a debiaser, explainer or evaluator can feed a model. A combination runs only when
-    its dataset provides and every other component handles all of its model's modalities
-    (``benchmark.modalities``), so an image-only component never meets a model that needs a
-    caption, and every existing component keeps the default, image only."""
+    """Input modalities (``image``, ``text``) a dataset provides, a model takes, or another
+    component can feed a model; the planner's rule is in ``benchmark.modalities``."""
     plugin: str = ""
     """Name of the plugin that registered the spec; stamped by the registry."""
     distribution: str = ""
@@ -97,10 +93,7 @@ class ComponentSpec:
         object.__setattr__(self, "requires", frozenset(self.requires))
         object.__setattr__(self, "modalities", frozenset(self.modalities))
         if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
-            raise ValueError(
-                f"{self.kind} '{self.name}': modalities must be a non-empty set of names "
-                f"(such as 'image', 'text'), got {set(self.modalities)!r}"
-            )
+            raise ValueError(f"{self.kind} '{self.name}': modalities must be non-empty names")
 
     def _derived_params(self) -> dict[str, Any]:
         from benchmark import params as params_module
